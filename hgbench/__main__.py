@@ -1,0 +1,5 @@
+import sys
+
+from hgbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""The method contract: a dataclass whose fields are its settings, registered by name.
+
+Timing contract (what the harness measures):
+- `skip_reason` and `setup` are untimed.
+- `run` is a generator. Only the work between two `yield`s is timed: the harness suspends the
+  generator at each `Checkpoint`, stops the clock, evaluates the yielded (params, hparams) on
+  held-out data, writes a row and resumes the clock. Yield once before training (step 0: the code
+  before it is initialisation and untimed) and after every epoch (or whatever unit the method
+  has); stop when `budget` says so.
+- `hypergradient` (probe mode) is timed as a whole, after one untimed warm-up call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from hgbench.hparams import HParams, Params
+from hgbench.registry import Registry
+from hgbench.task import Problem
+
+
+class Objective(str, Enum):
+    """What a method's hypergradient is the gradient of (what probe compares it against)."""
+
+    VALIDATION = "validation"  # mean validation NLL at the trained params
+    MARGLIK = "marglik"  # −log marginal likelihood / N
+    NONE = "none"  # the method estimates no hypergradient (fixed hparams, black-box search)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a `run` may go: `epochs` (None: until `seconds` of timed work have passed)."""
+
+    epochs: int | None
+    seconds: float | None
+    elapsed: Callable[[], float] = field(default=lambda: 0.0, repr=False, compare=False)
+
+    def over(self) -> bool:
+        return self.seconds is not None and self.elapsed() >= self.seconds
+
+    def finished(self, epoch: float) -> bool:
+        """For methods that count epochs fractionally: past the epoch limit, or over time."""
+        return self.over() or (self.epochs is not None and epoch >= self.epochs)
+
+    def epoch_range(self) -> Iterator[int]:
+        """0, 1, ... up to `epochs` (unbounded when only seconds are given), ending when over."""
+        epoch = 0
+        while (self.epochs is None or epoch < self.epochs) and not self.over():
+            yield epoch
+            epoch += 1
+
+
+@dataclass
+class Checkpoint:
+    """A state the harness evaluates: current params and hparams, and where training is."""
+
+    params: Params
+    hparams: HParams
+    step: int
+    epoch: float
+    objective: float | None = None  # the method's own objective (validation loss, −log q / N)
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeState:
+    """A fixed (params, hparams) point, at a tight inner optimum of the training loss."""
+
+    params: Params
+    hparams: HParams
+
+
+@dataclass
+class Estimate:
+    """One hypergradient: d objective / d hparams, with the hparams' keys and shapes."""
+
+    hypergradient: dict[str, Tensor]
+    value: float | None = None  # the objective's value, where the method estimates one
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Method:
+    """Base class: subclasses are dataclasses whose fields are their settings.
+
+    Required: `run`. Methods that estimate a hypergradient set `objective` and implement
+    `hypergradient`; `probe_grid` lists the settings probe mode sweeps by default.
+    """
+
+    name: ClassVar[str] = ""
+    objective: ClassVar[Objective] = Objective.NONE
+    tunes_hparams: ClassVar[bool] = True
+    probe_grid: ClassVar[tuple[dict[str, Any], ...]] = ({},)
+
+    def skip_reason(self, problem: Problem) -> str | None:
+        """Why this method cannot apply to the problem, or None."""
+        return None
+
+    def setup(self, problem: Problem) -> None:
+        """Untimed preparation (compilation, caches)."""
+
+    def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
+        raise NotImplementedError
+
+    def hypergradient(self, problem: Problem, state: ProbeState) -> Estimate:
+        raise NotImplementedError(f"{self.name} estimates no hypergradient")
+
+    def settings(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: `@register_method("ift_cg")` on a `Method` dataclass."""
+
+    def decorator(cls: type[Method]) -> type[Method]:
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"{cls!r} is not a Method subclass")
+        if not dataclasses.is_dataclass(cls) or "__dataclass_fields__" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__} must be decorated with @dataclass")
+        cls.name = name
+        METHODS.add(name, cls)
+        return cls
+
+    return decorator

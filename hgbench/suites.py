@@ -1,0 +1,57 @@
+"""Suites: named selections of tasks × methods × seeds, with per-method settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hgbench.registry import Registry
+from hgbench.task import TASKS
+
+
+@dataclass(frozen=True)
+class Suite:
+    """`tasks`/`methods` are name patterns; `tags` adds every task carrying one of them.
+
+    `settings[method]` lists the run-mode configurations of that method (default: one, its
+    defaults); probe mode sweeps each method's own `probe_grid`.
+    """
+
+    name: str
+    description: str
+    tasks: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("*",)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    settings: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    gpu: bool = False  # sized for a GPU (the CLI warns when run on a CPU)
+
+    def task_names(self) -> list[str]:
+        names = TASKS.names(list(self.tasks)) if self.tasks else []
+        names += [n for n, t in TASKS.items() if set(t.tags) & set(self.tags) and n not in names]
+        return names
+
+
+SUITES: Registry[Suite] = Registry("suite")
+
+
+def register_suite(suite: Suite) -> Suite:
+    SUITES.add(suite.name, suite)
+    return suite
+
+
+register_suite(
+    Suite(
+        name="default",
+        description="the small tasks (digits, ridge) × every method × 3 seeds; CPU-sized",
+        tags=("small",),
+    )
+)
+register_suite(
+    Suite(
+        name="cifar10",
+        description="CIFAR-10 subsets × augmentation settings × every method × 3 seeds; GPU-sized",
+        tasks=("cifar10_*",),
+        gpu=True,
+    )
+)

@@ -1,0 +1,3 @@
+"""Every built-in method module is imported here explicitly, so each registers itself once."""
+
+from hgbench.methods import baselines, unroll  # noqa: F401

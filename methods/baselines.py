@@ -1,0 +1,86 @@
+"""The floor and the black-box baseline: fixed hparams, and random search at the same budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from hgbench.functional import detach
+from hgbench.method import Budget, Checkpoint, Method, register_method
+from hgbench.task import Problem
+from hgbench.training import SGDTrainer
+
+
+@register_method("fixed")
+@dataclass
+class Fixed(Method):
+    """Trains with the task's default hparams: the floor every tuner should beat."""
+
+    tunes_hparams = False
+
+    def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
+        hparams = problem.init_hparams()
+        trainer = SGDTrainer(
+            problem,
+            problem.init_params(),
+            problem.lr,
+            problem.task.momentum,
+            problem.task.batch_size,
+        )
+        yield Checkpoint(trainer.params, hparams, step=0, epoch=0.0)
+        for _ in budget.epoch_range():
+            trainer.epoch(hparams, budget)
+            yield Checkpoint(trainer.params, hparams, trainer.stream.steps, trainer.stream.epoch)
+
+
+@register_method("random_search")
+@dataclass
+class RandomSearch(Method):
+    """Random search (Bergstra & Bengio 2012): n_trials draws from the task's hparam space.
+
+    The cell's budget is split evenly between the trials (epochs, or seconds with --budget-s),
+    so it spends what one training run of the other methods spends. Each trial trains from the
+    same seeded init on the same batch order; the trial with the lowest validation loss is kept,
+    and every checkpoint reports the best trial so far.
+    """
+
+    n_trials: int = 4
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1:
+            raise ValueError("n_trials must be at least 1")
+
+    def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
+        gen = torch.Generator().manual_seed(problem.generator("random-search").initial_seed())
+        best = (problem.init_params(), problem.init_hparams())
+        best_val = float("inf")
+        yield Checkpoint(*best, step=0, epoch=0.0)
+        steps, epochs = 0, 0.0
+        for _ in range(self.n_trials):
+            trial_budget = Budget(
+                epochs=None if budget.epochs is None else max(1, budget.epochs // self.n_trials),
+                seconds=None
+                if budget.seconds is None
+                else budget.elapsed() + budget.seconds / self.n_trials,
+                elapsed=budget.elapsed,
+            )
+            hparams = problem.space.sample(gen, problem.device, problem.dtype)
+            trainer = SGDTrainer(
+                problem,
+                problem.init_params(),
+                problem.lr,
+                problem.task.momentum,
+                problem.task.batch_size,
+            )
+            for _ in trial_budget.epoch_range():
+                trainer.epoch(hparams, trial_budget)
+            steps, epochs = steps + trainer.stream.steps, epochs + trainer.stream.epoch
+            with torch.no_grad():
+                val = float(problem.val_loss(trainer.params))
+            if val < best_val:  # a NaN trial never wins
+                best_val, best = val, (detach(trainer.params), hparams)
+            yield Checkpoint(*best, step=steps, epoch=epochs, objective=best_val)
+            if budget.over():
+                return

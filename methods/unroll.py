@@ -1,0 +1,107 @@
+"""Truncated unrolled differentiation, joint with training (the baseline `higher` implements)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from hgbench.method import (
+    Budget,
+    Checkpoint,
+    Estimate,
+    Method,
+    Objective,
+    ProbeState,
+    register_method,
+)
+from hgbench.task import Problem
+from hgbench.training import BatchStream
+from hgbench.unroll import unrolled_hypergradient
+
+
+@register_method("unroll")
+@dataclass
+class Unroll(Method):
+    """Truncated reverse-mode hypergradients through K inner SGD steps, joint with training.
+
+    Domke 2012; Shaban et al. 2019 for truncation.
+
+    Training proceeds in windows: K differentiable SGD-with-momentum steps on K training
+    minibatches advance the params, the validation loss on one validation minibatch at the
+    window's end is differentiated back through the window, and Adam takes one step on the
+    hparams. Probe mode unrolls K full-batch steps from the probe state (zero velocity).
+    """
+
+    K: int = 10
+    hyper_lr: float = 0.03
+    val_batch_size: int = 200
+
+    objective = Objective.VALIDATION
+    probe_grid = ({"K": 5}, {"K": 20}, {"K": 100})
+
+    def __post_init__(self) -> None:
+        if self.K < 1:
+            raise ValueError("K must be at least 1")
+        if self.hyper_lr <= 0:
+            raise ValueError("hyper_lr must be positive")
+
+    def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
+        task = problem.task
+        params = problem.init_params()
+        velocity = {k: torch.zeros_like(v) for k, v in params.items()}
+        hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
+        hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
+        stream = BatchStream(problem, task.batch_size)
+        val_gen = problem.generator("val-batches")
+        aug_gen = problem.generator("augment")
+        d = problem.data
+        n_val = min(self.val_batch_size, len(d.y_val))
+        yield Checkpoint(params, hparams, step=0, epoch=0.0)
+        val_losses, next_report = [], 1.0
+        while not budget.finished(stream.epoch):
+            batches = [stream.next() for _ in range(self.K)]
+            vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
+            xv, yv = d.x_val[vi], d.y_val[vi]
+            hg, val_loss, params, velocity = unrolled_hypergradient(
+                problem.train_loss,
+                lambda w, h, xv=xv, yv=yv: problem.val_loss(w, xv, yv),
+                params,
+                velocity,
+                {k: v.detach() for k, v in hparams.items()},
+                batches,
+                problem.lr,
+                task.momentum,
+                aug_gen,
+            )
+            for k, v in hparams.items():
+                v.grad = hg[k]
+            hyper_opt.step()
+            val_losses.append(val_loss)
+            # report once per epoch, after the window that crosses its end
+            if stream.epoch >= next_report or budget.finished(stream.epoch):
+                yield Checkpoint(
+                    params,
+                    hparams,
+                    stream.steps,
+                    stream.epoch,
+                    float(torch.stack(val_losses).mean()),
+                    extra={"hypersteps": len(val_losses)},
+                )
+                val_losses, next_report = [], float(int(stream.epoch)) + 1.0
+
+    def hypergradient(self, problem: Problem, state: ProbeState) -> Estimate:
+        d = problem.data
+        velocity = {k: torch.zeros_like(v) for k, v in state.params.items()}
+        hg, val_loss, _, _ = unrolled_hypergradient(
+            problem.train_loss,
+            lambda w, h: problem.val_loss(w),
+            state.params,
+            velocity,
+            state.hparams,
+            [(d.x_train, d.y_train)] * self.K,
+            problem.lr,
+            problem.task.momentum,
+        )
+        return Estimate(hg, extra={"val_loss": float(val_loss)})

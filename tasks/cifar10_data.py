@@ -1,0 +1,397 @@
+"""CIFAR-10 loading into uint8 tensors, and class-balanced subsets and splits of it.
+
+Two on-disk layouts are read (see `load_cifar10`); nothing else is guessed. Tasks put the arrays on
+their device once and draw batches by indexing, so this module returns whole tensors, not Datasets.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hgbench.errors import DataUnavailableError
+
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+PICKLE_DIRNAME = "cifar-10-batches-py"
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_BATCH = "test_batch"
+META_FILE = "batches.meta"
+PICKLE_FILES = (*TRAIN_BATCHES, TEST_BATCH, META_FILE)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SHAPE = (3, 32, 32)
+DOWNLOAD_TIMEOUT_S = 60.0
+DOWNLOAD_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+class Layout(str, Enum):
+    """Which on-disk layout the arrays were read from."""
+
+    PICKLE = "pickle"  # the official python batches, cifar-10-batches-py/
+    FOLDER = "folder"  # train/<class>/*, test/<class>/* image files
+
+
+@dataclass(frozen=True)
+class CifarArrays:
+    """The whole of CIFAR-10 as CPU tensors: images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    classes: list[str]
+    layout: str
+
+
+def load_cifar10(data_dir: str | Path, download: bool = True) -> CifarArrays:
+    """Read CIFAR-10 from `data_dir`, downloading the official batches first if allowed and absent.
+
+    Accepted layouts, checked in this order:
+    1. the official python-pickle batches in `data_dir/cifar-10-batches-py/` (or `data_dir` itself
+       being that folder): `data_batch_1` .. `data_batch_5`, `test_batch`, `batches.meta`;
+    2. image folders `data_dir/train/<class>/*` and `data_dir/test/<class>/*` (PNG or JPEG, 32x32),
+       classes sorted by name as torchvision's ImageFolder does.
+    Without either, `download=True` tries torchvision's downloader (which writes layout 1) and
+    `download=False` does not; both end in `DataUnavailableError` if the data is still missing.
+    """
+    root = Path(data_dir).expanduser().resolve()
+    found = find_layout(root)
+    if found is None and download:
+        failure = _try_download(root)
+        found = find_layout(root)
+        if found is None:
+            failure = failure or "downloaded, yet the files are missing"
+            raise DataUnavailableError(_missing_message(root, failure))
+    if found is None:
+        raise DataUnavailableError(_missing_message(root, "download disabled"))
+    layout, where = found
+    if layout is Layout.PICKLE:
+        return _read_pickles(where)
+    return _read_folders(where)
+
+
+def find_layout(root: Path) -> tuple[Layout, Path] | None:
+    for candidate in (root / PICKLE_DIRNAME, root):
+        if all((candidate / name).is_file() for name in PICKLE_FILES):
+            return Layout.PICKLE, candidate
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return Layout.FOLDER, root
+    return None
+
+
+def _try_download(root: Path) -> str:
+    """Run torchvision's CIFAR-10 downloader into `root`; return why it failed, or ""."""
+    # Imported here: torchvision.datasets is slow to import and only needed for this fallback.
+    import torchvision.datasets
+
+    created = not root.exists()
+    previous = socket.getdefaulttimeout()
+    # An unreachable host must fail within a minute rather than hang the whole suite.
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
+    except Exception as exc:  # any failure (DNS, HTTP, checksum, disk) means "unavailable"
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # leave no empty directory behind a failed attempt
+        return f"download failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        socket.setdefaulttimeout(previous)
+    return ""
+
+
+def _missing_message(root: Path, failure: str) -> str:
+    pickles = root / PICKLE_DIRNAME
+    return (
+        f"CIFAR-10 not found in {root} ({failure}). Expected either the official python batches "
+        f"{pickles}/{{data_batch_1..data_batch_5,test_batch,batches.meta}} (or {root} itself "
+        f"holding those files), or image folders {root}/train/<class>/*.png|jpg and "
+        f"{root}/test/<class>/*.png|jpg. To fix: on a machine with network, download "
+        f"{DOWNLOAD_URL} and extract it into {root}, or point --data-dir (or the HGBENCH_DATA "
+        "environment variable) at a directory that holds CIFAR-10 in one of these layouts."
+    )
+
+
+# --- layout 1: the official python-pickle batches -------------------------------------------
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals a pickled numpy array needs.
+
+    The batches are plain dicts of bytes, lists and one uint8 array; refusing every other global
+    means a tampered file cannot run code on load.
+    """
+
+    _ALLOWED = {
+        ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol 2
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # arrays at pickle protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+    except Exception as exc:
+        raise DataUnavailableError(f"cannot read CIFAR-10 batch {path}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise DataUnavailableError(f"CIFAR-10 batch {path} holds {type(obj).__name__}, not a dict")
+    return obj
+
+
+def _read_batch(path: Path) -> tuple[Tensor, Tensor]:
+    batch = _unpickle(path)
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except KeyError as exc:
+        raise DataUnavailableError(f"CIFAR-10 batch {path} lacks key {exc}") from exc
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise DataUnavailableError(
+            f"CIFAR-10 batch {path}: data has shape {data.shape} and {len(labels)} labels; "
+            "expected (N, 3072) and N labels"
+        )
+    # Each row is 1024 red, then 1024 green, then 1024 blue values, each plane row-major.
+    images = torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE).copy())  # (N, 3, 32, 32)
+    return images, torch.from_numpy(labels.copy())
+
+
+def _read_pickles(folder: Path) -> CifarArrays:
+    meta = _unpickle(folder / META_FILE)
+    names = meta.get(b"label_names")
+    if not isinstance(names, list) or len(names) != len(CIFAR10_CLASSES):
+        raise DataUnavailableError(f"{folder / META_FILE}: expected 10 label_names, got {names!r}")
+    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    train = [_read_batch(folder / name) for name in TRAIN_BATCHES]
+    test_x, test_y = _read_batch(folder / TEST_BATCH)
+    train_x = torch.cat([x for x, _ in train])
+    train_y = torch.cat([y for _, y in train])
+    for labels, split in ((train_y, "train"), (test_y, "test")):
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise DataUnavailableError(f"{folder}: {split} labels outside 0..{len(classes) - 1}")
+    return CifarArrays(train_x, train_y, test_x, test_y, classes, Layout.PICKLE.value)
+
+
+# --- layout 2: image folders ----------------------------------------------------------------
+
+
+def _read_folders(root: Path) -> CifarArrays:
+    classes = _class_names(root / "train")
+    test_classes = _class_names(root / "test")
+    if test_classes != classes:
+        raise DataUnavailableError(
+            f"{root}: train classes {classes} differ from test classes {test_classes}"
+        )
+    train_x, train_y = _read_split(root / "train", classes)
+    test_x, test_y = _read_split(root / "test", classes)
+    return CifarArrays(train_x, train_y, test_x, test_y, classes, Layout.FOLDER.value)
+
+
+def _class_names(split_dir: Path) -> list[str]:
+    names = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise DataUnavailableError(f"{split_dir} has no class folders (expected <class>/*.png)")
+    return names
+
+
+def _read_split(split_dir: Path, classes: list[str]) -> tuple[Tensor, Tensor]:
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        # Sorted within a class too, so the order (and any seeded subset) is reproducible.
+        found = sorted(
+            p
+            for p in (split_dir / name).iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise DataUnavailableError(f"{split_dir} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+    return _decode_images(files), torch.tensor(labels, dtype=torch.int64)
+
+
+def _decode_images(files: list[Path], chunk: int = 2048) -> Tensor:
+    """Decode image files to one uint8 (N, 3, 32, 32) tensor, in chunks on a few threads."""
+    chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
+    # File reads and torchvision's decoders release the GIL, so threads overlap them.
+    with ThreadPoolExecutor(max_workers=4) as pool, warnings.catch_warnings():
+        # torchvision 0.29 warns on every decode that torchcodec will take decoding over.
+        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+        parts = list(pool.map(_decode_chunk, chunks))
+    return torch.cat(parts)
+
+
+def _decode_chunk(files: list[Path]) -> Tensor:
+    from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+    raw = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in files]
+    images: list[Tensor | None] = [None] * len(files)
+    jpeg = [i for i, r in enumerate(raw) if _is_jpeg(r)]
+    if jpeg:
+        # decode_jpeg takes a list in one call; other formats (or a batch with a corrupt file,
+        # to name it) are decoded one by one below.
+        try:
+            decoded = decode_jpeg([raw[i] for i in jpeg], mode=ImageReadMode.RGB)
+        except RuntimeError:
+            decoded = [None] * len(jpeg)
+        for i, image in zip(jpeg, decoded, strict=True):
+            images[i] = image
+    for i, r in enumerate(raw):
+        if images[i] is None:
+            try:
+                images[i] = decode_image(r, mode=ImageReadMode.RGB)
+            except RuntimeError as exc:
+                raise DataUnavailableError(f"cannot decode image {files[i]}: {exc}") from exc
+    for path, image in zip(files, images, strict=True):
+        assert image is not None
+        if tuple(image.shape) != IMAGE_SHAPE:
+            raise DataUnavailableError(
+                f"image {path} has shape {tuple(image.shape)}; CIFAR-10 images are {IMAGE_SHAPE}"
+            )
+    return torch.stack(images)  # type: ignore[arg-type]
+
+
+def _is_jpeg(raw: Tensor) -> bool:
+    return len(raw) >= 3 and raw[:3].tolist() == [0xFF, 0xD8, 0xFF]
+
+
+# --- class-balanced subsets -----------------------------------------------------------------
+
+
+def balanced_subset(labels: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """Indices of `n` examples, `n / C` drawn at random from each of the C classes in `labels`.
+
+    Deterministic for a generator state; indices are returned sorted, on `labels.device`.
+    """
+    train_idx, _ = train_val_split(labels, n, 0, generator)
+    return train_idx
+
+
+def train_val_split(
+    labels: Tensor, n_train: int, n_val: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Disjoint class-balanced index sets of sizes `n_train` and `n_val` drawn from `labels`.
+
+    Both sizes must be multiples of the number of classes C, and each class must hold at least
+    `(n_train + n_val) / C` examples. The validation set always comes out of the same pool as the
+    training set: with CIFAR-10's 50,000 training images, `n_train=45000, n_val=5000` is the
+    largest split, and a task that trains on all 50,000 has no validation set from it (pass 0).
+    Deterministic for a generator state; indices are returned sorted, on `labels.device`.
+    """
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-d, got shape {tuple(labels.shape)}")
+    if n_train < 0 or n_val < 0:
+        raise ValueError(f"subset sizes must be >= 0, got n_train={n_train}, n_val={n_val}")
+    classes, counts = torch.unique(labels.cpu(), return_counts=True)
+    n_classes = len(classes)
+    for name, n in (("n_train", n_train), ("n_val", n_val)):
+        if n % n_classes:
+            raise ValueError(f"{name}={n} is not a multiple of the {n_classes} classes")
+    per_train, per_val = n_train // n_classes, n_val // n_classes
+    if per_train + per_val > int(counts.min()):
+        smallest = classes[counts.argmin()].item()
+        raise ValueError(
+            f"n_train={n_train} + n_val={n_val} needs {per_train + per_val} examples per class, "
+            f"but class {smallest} has only {int(counts.min())}"
+        )
+    rank = _random_rank_within_class(labels.cpu(), generator)  # (N,)
+    train = torch.nonzero(rank < per_train).flatten()
+    val = torch.nonzero((rank >= per_train) & (rank < per_train + per_val)).flatten()
+    return train.to(labels.device), val.to(labels.device)
+
+
+def _random_rank_within_class(labels: Tensor, generator: torch.Generator) -> Tensor:
+    """For each example, its position in a random order of its own class (0, 1, ...)."""
+    perm = torch.randperm(len(labels), generator=generator, device=generator.device).cpu()
+    # A stable sort by label keeps the random order inside each class.
+    by_class = perm[torch.sort(labels[perm], stable=True).indices]  # (N,) grouped by class
+    sorted_labels = labels[by_class]
+    first = torch.searchsorted(sorted_labels, sorted_labels, right=False)  # class start offsets
+    rank = torch.empty(len(labels), dtype=torch.int64)
+    rank[by_class] = torch.arange(len(labels)) - first
+    return rank
+
+
+# --- test tooling ---------------------------------------------------------------------------
+
+
+def write_fake_cifar_pickles(root: Path, n_train_per_batch: int, n_test: int, seed: int) -> Path:
+    """Write random images in CIFAR-10's exact python-pickle format; return the batches folder.
+
+    Creates `root/cifar-10-batches-py/` with five training batches of `n_train_per_batch` images,
+    a test batch of `n_test`, and `batches.meta`. Labels cycle over the 10 classes.
+    """
+    folder = Path(root) / PICKLE_DIRNAME
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    batches = [
+        (name, n_train_per_batch, f"training batch {i + 1} of 5")
+        for i, name in enumerate(TRAIN_BATCHES)
+    ]
+    batches.append((TEST_BATCH, n_test, "testing batch 1 of 1"))
+    for name, n, batch_label in batches:
+        _write_pickle(
+            folder / name,
+            {
+                b"batch_label": batch_label.encode(),
+                b"labels": [j % 10 for j in range(n)],
+                b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),  # (n, 3*32*32)
+                b"filenames": [f"fake_{name}_{j:05d}.png".encode() for j in range(n)],
+            },
+        )
+    meta = {
+        b"label_names": [c.encode() for c in CIFAR10_CLASSES],
+        b"num_cases_per_batch": n_train_per_batch,
+        b"num_vis": 3072,
+    }
+    _write_pickle(folder / META_FILE, meta)
+    return folder
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Protocol-2 pickler that writes `bytes` as Python 2 `str`, as the official files hold them.
+
+    Python 3 would write bytes as `_codecs.encode(...)` calls, which read back as bytes under any
+    encoding; Python 2 strings read back as bytes under encoding="bytes" and as str under
+    encoding="latin1" (torchvision's reader), and the fakes must behave like the real files.
+    """
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_python2_str(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_python2_str
+
+
+def _write_pickle(path: Path, obj: dict) -> None:
+    with path.open("wb") as f:
+        _Python2Pickler(f, protocol=2).dump(obj)

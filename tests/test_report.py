@@ -1,0 +1,408 @@
+"""The report from synthetic stored rows: selection of attempts, table numbers, figures, styles."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+
+from hgbench.report import load_rows, plots, tables, write_report, writer
+
+TASKS = ("toy_a", "toy-b")
+CONFIGS = (  # (method, method_params): unroll has two configs that differ in K only
+    ("fixed", {"lr": 0.1}),
+    ("unroll", {"K": 5, "hyper_lr": 0.01}),
+    ("unroll", {"K": 10, "hyper_lr": 0.01}),
+    ("ift", {"solver": "cg", "iters": 20}),
+)
+SEEDS = (0, 1, 2)
+LABELS = {0: "fixed", 1: "unroll (K=5)", 2: "unroll (K=10)", 3: "ift"}
+FAILED = ("toy-b", 3, 2)  # (task, config index, seed)
+SKIPPED = ("toy-b", 0, 1)
+ERROR = "RuntimeError: CG did not converge in 20 iterations (at linalg.py:42)"
+
+
+def _base(mode: str, task: str, c: int, seed: int) -> dict[str, Any]:
+    method, params = CONFIGS[c]
+    key = json.dumps([mode, task, method, params, seed], sort_keys=True)
+    return {
+        "mode": mode,
+        "suite": "synthetic",
+        "task": task,
+        "method": method,
+        "method_params": params,
+        "seed": seed,
+        "device": "cpu",
+        "dtype": "float32",
+        "env": {"torch": "2.14.0", "git_sha": "abc123"},
+        "cell": key,
+        "attempt": uuid.uuid4().hex[:12],
+        "error": None,
+        "peak_mem_mb": None,
+    }
+
+
+def _run_attempt(
+    task: str,
+    c: int,
+    seed: int,
+    rng: np.random.Generator,
+    *,
+    final: bool = True,
+    acc_shift: float = 0.0,
+) -> list[dict[str, Any]]:
+    base = _base("run", task, c, seed)
+    rows = []
+    for step in range(4):
+        rows.append(
+            {
+                **base,
+                "status": "ok",
+                "step": step * 10,
+                "epoch": step / 2,
+                "time_s": (step + 1) * (1.0 + c) * (1 + 0.1 * seed) + rng.uniform(0, 0.1),
+                "test_acc": 0.5 + 0.1 * step + 0.02 * c + rng.uniform(0, 0.05) + acc_shift,
+                "test_nll": 1.5 - 0.2 * step - 0.03 * c + rng.uniform(0, 0.05),
+                "peak_mem_mb": 100.0 * (c + 1) + rng.uniform(0, 10),
+                "objective": 0.3,
+                "hparams": {"log_wd": -4.0},
+                "extra": {},
+                "final": False,
+            }
+        )
+    rows[-1]["final"] = final
+    return rows
+
+
+def run_rows(seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for task in TASKS:
+        for c in range(len(CONFIGS)):
+            for s in SEEDS:
+                if (task, c, s) == FAILED:
+                    base = _base("run", task, c, s)
+                    ok = _run_attempt(task, c, s, rng, final=False)[:1]
+                    rows += [
+                        *ok,
+                        {
+                            **base,
+                            "attempt": ok[0]["attempt"],
+                            "status": "failed",
+                            "error": ERROR + "\nsecond line",
+                            "time_s": 1.0,
+                            "final": True,
+                        },
+                    ]
+                elif (task, c, s) == SKIPPED:
+                    rows.append(
+                        {
+                            **_base("run", task, c, s),
+                            "status": "skipped",
+                            "error": "fixed needs a validation split",
+                            "time_s": None,
+                            "final": True,
+                        }
+                    )
+                else:
+                    rows += _run_attempt(task, c, s, rng)
+    # interrupted attempt of a cell that is complete elsewhere: absurd values must not count
+    rows += _run_attempt("toy_a", 1, 1, rng, final=False, acc_shift=-0.5)[:3]
+    # interrupted attempt of a cell that never completed: must not add a seed
+    rows += _run_attempt("toy_a", 0, 7, rng, final=False, acc_shift=0.4)
+    # a cell rerun to completion: the first completed attempt is superseded by the later one
+    first = _run_attempt("toy_a", 3, 0, rng, acc_shift=-0.3)
+    rows = (
+        first
+        + [r for r in rows if r["cell"] != first[0]["cell"]]
+        + _run_attempt("toy_a", 3, 0, rng)
+    )
+    return rows
+
+
+def probe_rows(seed: int = 1) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    configs = [("ift", {"iters": k}) for k in (5, 10, 20)] + [("exact", {}), ("kfac", {})]
+    rows = []
+    for method, params in configs:
+        for s in SEEDS:
+            key = json.dumps(["probe", "probe_t", method, params, s], sort_keys=True)
+            base = {
+                "mode": "probe",
+                "suite": "synthetic",
+                "task": "probe_t",
+                "method": method,
+                "method_params": params,
+                "seed": s,
+                "device": "cpu",
+                "dtype": "float64",
+                "env": {},
+                "cell": key,
+                "attempt": uuid.uuid4().hex,
+                "error": None,
+                "status": "ok",
+                "reference": "dense IFT",
+                "final": False,
+            }
+            k = params.get("iters", 40)
+            for _ in range(2):  # two measurement rows per attempt, the last one final
+                marglik = method == "kfac"
+                rows.append(
+                    {
+                        **base,
+                        "time_s": 0.1,
+                        "peak_mem_mb": 10.0 * k,
+                        "hg_time_s": 1e-3 * k * (1 + rng.uniform(0, 0.2)),
+                        "hg_cos": 1 - 1e-3 * rng.uniform(),
+                        "hg_rel_err": 0.0 if method == "exact" else 2.0**-k * rng.uniform(1, 2),
+                        "value": -0.8 - rng.uniform(0, 0.1) if marglik else None,
+                        "exact_value": -0.7 if marglik else None,
+                        "extra": {},
+                    }
+                )
+            rows[-1]["final"] = True
+    return rows
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], torn: bool = True) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if torn:  # a write cut off by a kill: half a JSON object, no newline
+        text += json.dumps(rows[0])[:40]
+    (out / "results.jsonl").write_text(text)
+
+
+def _section(report: str, title: str) -> str:
+    return report.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _table_row(section: str, label: str) -> list[str]:
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == label:
+            return cells
+    raise AssertionError(f"no table row for {label!r} in\n{section}")
+
+
+def _expected(rows: list[dict], task: str, c: int, metric: str, fmt: str = ".3f") -> str:
+    """median [q25, q75] of the final row of the last complete attempt per seed, via numpy."""
+    method, params = CONFIGS[c]
+    last: dict[str, dict] = {}
+    for r in rows:
+        if (
+            (r["mode"], r["task"], r["method"], r["method_params"]) == ("run", task, method, params)
+            and r["final"] is True
+            and r["status"] == "ok"
+        ):
+            last[r["cell"]] = r
+    v = np.array([r[metric] for r in last.values()])
+    med, q25, q75 = np.median(v), np.percentile(v, 25), np.percentile(v, 75)
+    return f"{med:{fmt}} [{q25:{fmt}}, {q75:{fmt}}]"
+
+
+@pytest.fixture(scope="module")
+def run_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[dict]]:
+    out = tmp_path_factory.mktemp("run")
+    rows = run_rows()
+    write_results(out, rows)
+    path = write_report(out)
+    return out, path.read_text(), rows
+
+
+def test_report_mentions_every_task_and_method(run_report):
+    out, report, _ = run_report
+    assert (out / "report.md").exists()
+    for task in TASKS:
+        assert f"## Run: {task}" in report
+    for label in LABELS.values():
+        assert label in report
+    assert "cpu" in report and "float32" in report
+    assert "1 unreadable lines skipped" in report
+
+
+def test_run_table_matches_numpy(run_report):
+    _, report, rows = run_report
+    for task in TASKS:
+        section = _section(report, f"Run: {task}")
+        for c, label in LABELS.items():
+            cells = _table_row(section, label)
+            assert cells[1] == _expected(rows, task, c, "test_acc")
+            assert cells[2] == _expected(rows, task, c, "test_nll")
+            assert cells[4] == _expected(rows, task, c, "peak_mem_mb", ".0f")
+            if (task, c) not in {FAILED[:2], SKIPPED[:2]}:
+                assert cells[5] == "3"
+
+
+def test_interrupted_and_superseded_attempts_are_ignored(run_report):
+    _, report, rows = run_report
+    section = _section(report, "Run: toy_a")
+    # the interrupted attempt of (unroll K=5, seed 1) has accuracies near 0.0-0.3
+    ok_only = [r for r in rows if r.get("test_acc") is not None and r["final"] is True]
+    assert _table_row(section, "unroll (K=5)")[1] == _expected(ok_only, "toy_a", 1, "test_acc")
+    accs = [float(x) for x in re.findall(r"[\d.]+", _table_row(section, "unroll (K=5)")[1])]
+    assert min(accs) > 0.8
+    # seed 7 of fixed was never completed: still three seeds
+    assert _table_row(section, "fixed")[5] == "3"
+    # ift seed 0 ran twice to completion; only the later attempt (no -0.3 shift) counts
+    assert min(float(x) for x in re.findall(r"[\d.]+", _table_row(section, "ift")[1])) > 0.8
+
+    df = load_rows(run_report[0])
+    assert not (df["seed"] == 7).any()
+    assert df.attrs["interrupted_attempts"] == 2 and df.attrs["superseded_attempts"] == 1
+    assert df.groupby("cell")["attempt"].nunique().max() == 1
+
+
+def test_failed_and_skipped_cells_are_reported(run_report):
+    _, report, rows = run_report
+    assert ERROR in report and "second line" not in report
+    assert "fixed needs a validation split" in report
+    section = _section(report, "Run: toy-b")
+    assert _table_row(section, "ift")[5] == "2/3 (1 failed)"
+    assert _table_row(section, "ift")[1] == _expected(rows, "toy-b", 3, "test_acc")
+    status = _section(report, "Status")
+    assert _table_row(status, "ift")[1:] == ["run", "5", "1", "0", "0"]
+    assert _table_row(status, "fixed")[1:] == ["run", "5", "0", "0", "1"]
+    assert _table_row(section, "fixed")[5] == "2/3 (1 skipped)"
+
+
+def test_referenced_figures_exist(run_report):
+    out, report, _ = run_report
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(images) == 2 * len(TASKS)
+    for rel in images:
+        assert not Path(rel).is_absolute()
+        assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pareto_front_hand_example():
+    points = [
+        (1.0, 0.5),  # 0 front
+        (2.0, 0.7),  # 1 front
+        (2.0, 0.6),  # 2 dominated by 1 (same time, worse)
+        (3.0, 0.7),  # 3 dominated by 1 (slower, same accuracy)
+        (0.5, 0.2),  # 4 front (fastest)
+        (2.0, 0.7),  # 5 front: exact tie with 1, neither dominates
+        (4.0, 0.9),  # 6 front
+        (1.0, 0.4),  # 7 dominated by 0
+        (5.0, float("nan")),  # 8 never on the front
+    ]
+    assert tables.pareto_front(points) == [4, 0, 1, 5, 6]
+    # lower y is better (NLL): the slowest-and-best point flips
+    assert tables.pareto_front(points, maximize=False) == [4]
+    assert tables.pareto_front([(1.0, 1.0), (1.0, 2.0), (2.0, 0.5)], maximize=False) == [0, 2]
+    assert tables.pareto_front([]) == []
+
+
+def test_step_quantiles_hold_previous_value_without_extrapolation():
+    grid, med, q25, q75 = tables.step_quantiles(
+        [(np.array([1.0, 3.0]), np.array([10.0, 30.0])), (np.array([2.0]), np.array([20.0]))]
+    )
+    assert grid.tolist() == [1.0, 2.0, 3.0]
+    # t=1: only curve 1 (curve 2 starts later); t=2: 10 and 20; t=3: curve 2 has ended
+    assert med.tolist() == [10.0, 15.0, 30.0]
+    assert q25.tolist() == [10.0, 12.5, 30.0] and q75.tolist() == [10.0, 17.5, 30.0]
+
+
+def test_config_labels_come_from_differing_params():
+    df = load_rows_from(run_rows())
+    configs = tables.describe_configs(df)
+    assert sorted(configs["label"]) == sorted(LABELS.values())
+    # ranked numerically: K=5 before K=10
+    unroll = configs[configs["method"] == "unroll"].sort_values("rank")
+    assert list(unroll["label"]) == ["unroll (K=5)", "unroll (K=10)"]
+
+
+def load_rows_from(rows: list[dict]) -> Any:
+    with tempfile.TemporaryDirectory() as d:
+        write_results(Path(d), rows)
+        return load_rows(Path(d))
+
+
+def _artist_colors(fig: Figure) -> dict[str, set[str]]:
+    """Config label -> colours of the data artists drawn for it (lines and error bars)."""
+    found: dict[str, set[str]] = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not line.get_label().startswith("_"):
+                found.setdefault(line.get_label(), set()).add(to_hex(line.get_color()))
+        for cont in ax.containers:
+            if hasattr(cont, "lines") and not cont.get_label().startswith("_"):
+                found.setdefault(cont.get_label(), set()).add(to_hex(cont.lines[0].get_color()))
+    return found
+
+
+def test_method_colours_are_identical_across_figures(tmp_path, monkeypatch):
+    write_results(tmp_path, run_rows() + probe_rows())
+    saved: list[tuple[str, dict[str, set[str]]]] = []
+
+    def spy(fig: Figure, path: Path) -> None:  # records instead of rendering: PNGs tested above
+        saved.append((path.name, _artist_colors(fig)))
+
+    monkeypatch.setattr(writer, "_save", spy)
+    order = ["unroll", "ift", "fixed", "exact", "kfac"]
+    write_report(tmp_path, method_order=order)
+    assert len(saved) == 2 * len(TASKS) + 2
+    expected = {m: to_hex(c) for m, c in plots.method_colors(order).items()}
+    assert len(set(expected.values())) == len(order)
+    seen = set()
+    for name, colors in saved:
+        assert colors, name
+        for label, cs in colors.items():
+            method = label.split(" (")[0]  # labels are "method" or "method (settings)"
+            assert cs == {expected[method]}, (name, label, cs)
+            seen.add(label)
+    # ift's run config (solver, iters=20) and its probe configs (iters only) are all distinct
+    assert len(seen) == 9 and {lab.split(" (")[0] for lab in seen} == set(order)
+
+
+def test_probe_report(tmp_path):
+    rows = probe_rows()
+    write_results(tmp_path, rows, torn=False)
+    report = write_report(tmp_path).read_text()
+    assert "## Run:" not in report
+    section = _section(report, "Probe: probe_t")
+    for k in (5, 10, 20):
+        # median over every ok measurement row of the config (two per seed)
+        err = np.array([r["hg_rel_err"] for r in rows if r["method_params"].get("iters") == k])
+        cells = _table_row(section, f"ift (iters={k})")
+        med, q25, q75 = np.median(err), *np.percentile(err, [25, 75])
+        assert cells[3] == f"{med:.2e} [{q25:.2e}, {q75:.2e}]"
+        assert cells[-1] == str(len(SEEDS) * 2)
+    kfac = _table_row(section, "kfac")
+    values = np.array([r["value"] for r in rows if r["method"] == "kfac"])
+    assert (
+        kfac[5] == f"{np.median(values):.4f} [{np.percentile(values, 25):.4f}, "
+        f"{np.percentile(values, 75):.4f}]"
+    )
+    header = _table_row(section, "method")
+    assert header[1:4] == ["hg time (s)", "cos", "rel. err"] and "exact value" in header
+    images = re.findall(r"\]\((figures/[^)]+)\)", section)
+    assert images == ["figures/probe_probe_t_error.png", "figures/probe_probe_t_value.png"]
+    assert all((tmp_path / p).exists() for p in images)
+
+
+def test_probe_error_figure_joins_configs_by_cost():
+    df = tables.with_labels(load_rows_from(probe_rows()))
+    fig = plots.probe_error_figure(df[df["mode"] == "probe"])
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    joins = [ln for ln in ax.get_lines() if ln.get_label() == "_join"]
+    assert len(joins) == 1  # only ift has several configs
+    x = joins[0].get_xdata()
+    assert list(x) == sorted(x) and len(x) == 3
+
+
+def test_empty_and_missing_results(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path)
+    (tmp_path / "results.jsonl").write_text('{"mode": "run", "cell": "x", "final": fal')
+    report = write_report(tmp_path).read_text()
+    assert "No completed cells" in report and "## Run" not in report
