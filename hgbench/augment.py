@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hgbench.hparams import HParam
+
 # Generators of the 2D affine group's Lie algebra, acting on homogeneous (x, y, 1).
 AFFINE_GENERATORS = torch.tensor(
     [
@@ -136,3 +138,43 @@ def affine(
     theta = affine_matrices(magnitudes, noise)[..., :2, :].reshape(s * b, 2, 3)
     repeated = x.expand(s, *x.shape).reshape(s * b, *x.shape[1:])  # (S * B, C, H, W)
     return _sample(repeated, theta)
+
+
+# --- a learned augmentation network (Lorraine et al. 2020, §5.3): every weight is an hparam ----
+
+AUGNET_PREFIX = "augnet."
+
+
+def _kaiming(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
+    fan_in = shape[1] * shape[2] * shape[3]
+    return torch.randn(shape, generator=gen) * (2.0 / fan_in) ** 0.5
+
+
+def _zeros(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
+    return torch.zeros(shape)
+
+
+def augnet_hparams(channels: int, hidden: int = 16) -> list[HParam]:
+    """The hparams of `augment_net`: two 3×3 convolutions. The second starts at zero, so the net
+    starts as the identity map and its first hypergradients are those of a small residual."""
+
+    def spec(name: str, shape: tuple[int, ...], init_fn) -> HParam:
+        return HParam(AUGNET_PREFIX + name, shape, 0.0, 0.0, 0.0, init_fn, searchable=False)
+
+    return [
+        spec("conv1.weight", (hidden, channels + 1, 3, 3), _kaiming),
+        spec("conv1.bias", (hidden,), _zeros),
+        spec("conv2.weight", (channels, hidden, 3, 3), _zeros),
+        spec("conv2.bias", (channels,), _zeros),
+    ]
+
+
+def augment_net(x: Tensor, hparams: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+    """x + g([x, ε]; hparams) with ε ~ N(0, 1) one noise channel per sample: a stochastic,
+    learned, batched augmentation whose every weight the hypergradient reaches."""
+    b, _, h, w = x.shape
+    noise = torch.randn((b, 1, h, w), generator=generator, device=generator.device)
+    z = torch.cat([x, noise.to(x.device, x.dtype)], dim=1)  # (B, C + 1, H, W)
+    p = AUGNET_PREFIX
+    z = F.relu(F.conv2d(z, hparams[p + "conv1.weight"], hparams[p + "conv1.bias"], padding=1))
+    return x + F.conv2d(z, hparams[p + "conv2.weight"], hparams[p + "conv2.bias"], padding=1)

@@ -12,6 +12,7 @@ magnitudes that only enter the training loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -37,7 +38,9 @@ class HParam:
     """One named hyperparameter tensor.
 
     `low`/`high` bound a uniform draw in this parameterisation, used by black-box tuners; a draw
-    fills the whole tensor with one value (per-weight spaces are searched per tensor).
+    fills the whole tensor with one value (per-weight spaces are searched per tensor). Tensors
+    that need a random start (network weights) give `init_fn(generator, shape)`; those with
+    `searchable=False` keep their init under black-box search.
     """
 
     name: str
@@ -45,6 +48,8 @@ class HParam:
     init: float
     low: float
     high: float
+    init_fn: Callable[[torch.Generator, tuple[int, ...]], Tensor] | None = None
+    searchable: bool = True
 
     @property
     def size(self) -> int:
@@ -74,17 +79,26 @@ class HParamSpace:
     def numel(self) -> int:
         return sum(h.size for h in self.hparams)
 
-    def init(self, device: torch.device | str, dtype: torch.dtype) -> HParams:
-        return {h.name: torch.full(h.shape, h.init, device=device, dtype=dtype) for h in self}
-
-    def sample(self, generator: torch.Generator, device, dtype: torch.dtype) -> HParams:
-        """A uniform draw within each hparam's [low, high] (generator on the CPU: cheap draws)."""
+    def init(self, device: torch.device | str, dtype: torch.dtype, seed: int = 0) -> HParams:
+        """The initial hparams; random inits (`init_fn`) are drawn from `seed` (on the CPU)."""
+        gen = torch.Generator().manual_seed(seed)
         out = {}
         for h in self:
-            u = torch.rand((), generator=generator, dtype=torch.float64).item()
-            out[h.name] = torch.full(
-                h.shape, h.low + u * (h.high - h.low), device=device, dtype=dtype
-            )
+            value = h.init_fn(gen, h.shape) if h.init_fn else torch.full(h.shape, h.init)
+            out[h.name] = value.to(device=device, dtype=dtype)
+        return out
+
+    def sample(
+        self, generator: torch.Generator, device, dtype: torch.dtype, seed: int = 0
+    ) -> HParams:
+        """A uniform draw within each searchable hparam's [low, high]; the rest at their init."""
+        out = self.init(device, dtype, seed)
+        for h in self:
+            if h.searchable:
+                u = torch.rand((), generator=generator, dtype=torch.float64).item()
+                out[h.name] = torch.full(
+                    h.shape, h.low + u * (h.high - h.low), device=device, dtype=dtype
+                )
         return out
 
     @staticmethod

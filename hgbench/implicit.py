@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import Tensor
 from torch.func import grad
 
-from hgbench.functional import TensorDict, flatten, hvp, mixed_vjp, unflatten
+from hgbench.functional import TensorDict, flatten, hvp_operator, mixed_vjp, unflatten
 from hgbench.linalg import Solver
 
 TrainLoss = Callable[[TensorDict, TensorDict], Tensor]  # (params, hparams) -> scalar
@@ -37,8 +37,10 @@ def implicit_hypergradient(
 ) -> ImplicitResult:
     g_params, g_direct = grad(val_loss, argnums=(0, 1))(params, hparams)
 
+    h_times = hvp_operator(lambda w: train_loss(w, hparams), params)
+
     def matvec(v_flat: Tensor) -> Tensor:
-        return flatten(hvp(lambda w: train_loss(w, hparams), params, unflatten(v_flat, params)))
+        return flatten(h_times(unflatten(v_flat, params)))
 
     sol = solver(matvec, flatten(g_params))  # v = H⁻¹ ∂L_V/∂w
     indirect = mixed_vjp(train_loss, params, hparams, unflatten(sol.x, params))

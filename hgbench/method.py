@@ -76,6 +76,16 @@ class ProbeState:
     hparams: HParams
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The exact answer at a probe state: its hypergradient (and value, for marglik objectives)."""
+
+    name: str
+    state: ProbeState
+    hypergradient: dict[str, Tensor]
+    value: float | None = None
+
+
 @dataclass
 class Estimate:
     """One hypergradient: d objective / d hparams, with the hparams' keys and shapes."""
@@ -110,6 +120,12 @@ class Method:
 
     def hypergradient(self, problem: Problem, state: ProbeState) -> Estimate:
         raise NotImplementedError(f"{self.name} estimates no hypergradient")
+
+    def probe_reference(self, problem: Problem) -> Reference | None:
+        """Override where the exact reference is specific to this method's own objective (e.g.
+        the validation loss after its own training run); None: the harness's reference for
+        `objective` (see hgbench.probe)."""
+        return None
 
     def settings(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,8 +7,6 @@ dense solve for small models and CG run to convergence for larger ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
@@ -16,18 +14,10 @@ from hgbench.functional import cosine_and_rel_err, detach, flatten
 from hgbench.hparams import HParams, Params
 from hgbench.implicit import implicit_hypergradient
 from hgbench.linalg import cg, dense
-from hgbench.method import Objective, ProbeState
+from hgbench.method import Objective, ProbeState, Reference
 from hgbench.task import Problem
 
 DENSE_LIMIT = 3000  # parameters: a dense Hessian above this costs too much on a CPU
-
-
-@dataclass(frozen=True)
-class Reference:
-    name: str
-    state: ProbeState
-    hypergradient: dict[str, Tensor]
-    value: float | None = None
 
 
 def tight_optimum(problem: Problem, hparams: HParams, max_iter: int = 3000) -> Params:

@@ -55,3 +55,15 @@ register_suite(
         gpu=True,
     )
 )
+register_suite(
+    Suite(
+        name="overfit",
+        description="Lorraine et al.: per-weight decay tuned on 50 validation images (overfits)",
+        tasks=("digits_mlp_smallval",),
+        methods=("fixed", "ift_neumann", "ift_cg"),
+        settings={
+            "ift_neumann": ({"period": 1, "hyper_lr": 0.1, "terms": 5},),
+            "ift_cg": ({"period": 1, "hyper_lr": 0.1, "iterations": 10},),
+        },
+    )
+)

@@ -150,7 +150,14 @@ class Problem:
         return {k: v.clone().requires_grad_(requires_grad) for k, v in self._init_params.items()}
 
     def init_hparams(self) -> HParams:
-        return self.space.init(self.device, self.dtype)
+        return self.space.init(
+            self.device, self.dtype, derive_seed(self.task.name, self.seed, "hp")
+        )
+
+    def sample_hparams(self, generator: torch.Generator) -> HParams:
+        """A black-box draw from the space (random search)."""
+        seed = derive_seed(self.task.name, self.seed, "hp")
+        return self.space.sample(generator, self.device, self.dtype, seed)
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
         """One epoch of training-index batches from a device-side permutation."""

@@ -73,12 +73,14 @@ class SGDTrainer:
         self.stream = BatchStream(problem, batch_size)
         self.aug_generator = problem.generator("augment")
 
-    def epoch(self, hparams: HParams, budget: Budget | None = None) -> None:
-        """Train to the end of the current epoch, or until the budget is over."""
+    def steps(self, hparams: HParams, n: int | None = None, budget: Budget | None = None) -> int:
+        """Train `n` steps (None: to the end of the current epoch), stopping early if the budget
+        is over or an epoch ends; returns the steps taken."""
         decay = decay_coefficients(self.params, hparams)
         decayed = [self.params[k] for k in decay]
         coefficients = list(decay.values())
-        while True:
+        taken = 0
+        while n is None or taken < n:
             x, y = self.stream.next()
             loss = self.problem.data_loss(self.model, hparams, x, y, self.aug_generator)
             self.opt.zero_grad(set_to_none=True)
@@ -89,5 +91,11 @@ class SGDTrainer:
                         [p.grad for p in decayed], torch._foreach_mul(decayed, coefficients)
                     )
             self.opt.step()
+            taken += 1
             if self.stream.at_epoch_end or (budget is not None and budget.over()):
-                return
+                break
+        return taken
+
+    def epoch(self, hparams: HParams, budget: Budget | None = None) -> None:
+        """Train to the end of the current epoch, or until the budget is over."""
+        self.steps(hparams, None, budget)

@@ -66,7 +66,7 @@ class RandomSearch(Method):
                 else budget.elapsed() + budget.seconds / self.n_trials,
                 elapsed=budget.elapsed,
             )
-            hparams = problem.space.sample(gen, problem.device, problem.dtype)
+            hparams = problem.sample_hparams(gen)
             trainer = SGDTrainer(
                 problem,
                 problem.init_params(),

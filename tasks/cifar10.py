@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from hgbench.augment import flip_crop
-from hgbench.hparams import HParams
+from hgbench.augment import augment_net, augnet_hparams, flip_crop
+from hgbench.hparams import HParam, HParams
 from hgbench.seeding import derive_seed, make_generator
 from hgbench.task import Splits, Task, register_task
 from hgbench.tasks.cifar10_data import CifarArrays, find_layout, load_cifar10, train_val_split
@@ -27,7 +27,7 @@ from hgbench.tasks.models import FixupResNet, FixupWideResNet
 MEAN = (0.4914, 0.4822, 0.4465)  # per-channel statistics of the CIFAR-10 training set
 STD = (0.2470, 0.2435, 0.2616)
 SUBSETS = {"1k": 1000, "5k": 5000, "10k": 10000, "20k": 20000, "50k": 50000}
-AUGMENTATIONS = ("none", "flipcrop")
+AUGMENTATIONS = ("none", "flipcrop", "augnet")
 
 
 def cifar_dir() -> Path:
@@ -52,7 +52,7 @@ class Cifar10Task(Task):
 
     n_labelled: int = 1000
     val_fraction: float = 0.1
-    augmentation: str = "none"  # "none" | "flipcrop"
+    augmentation: str = "none"  # "none" | "flipcrop" | "augnet" (flip-crop, then a learned net)
     arch: str = "fixup_resnet8"  # "fixup_resnet8" (depth 8, width 16) | "fixup_wrn16_4"
 
     def check_available(self) -> None:
@@ -77,9 +77,14 @@ class Cifar10Task(Task):
             return FixupWideResNet(depth=16, widen=4, n_classes=10)
         return FixupResNet(depth=8, width=16, n_classes=10)
 
+    def extra_hparams(self) -> list[HParam]:
+        return augnet_hparams(channels=3) if self.augmentation == "augnet" else []
+
     def augment(self, x: Tensor, hparams: HParams, generator: torch.Generator) -> Tensor:
-        if self.augmentation == "flipcrop":
-            return flip_crop(x, generator)
+        if self.augmentation in ("flipcrop", "augnet"):
+            x = flip_crop(x, generator)
+        if self.augmentation == "augnet":
+            x = augment_net(x, hparams, generator)
         return x
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from hgbench.augment import translate
-from hgbench.hparams import AUG_PREFIX, HParam, HParams
+from hgbench.augment import augment_net, augnet_hparams, translate
+from hgbench.hparams import AUG_PREFIX, HParam, HParams, WeightDecay
 from hgbench.seeding import derive_seed, make_generator
 from hgbench.task import Splits, Task, register_task
 from hgbench.tasks.models import MLP, SmallCNN
@@ -46,6 +46,7 @@ class DigitsTask(Task):
     n_val: int = 400
     learn_translate: bool = False  # an `aug.translate` magnitude hparam (CNN)
     translate_init: float = 0.1  # in grid units: the 8-pixel image spans [-1, 1], 1 px = 0.25
+    learn_augnet: bool = False  # a small augmentation network whose weights are hparams
 
     def load_data(self, seed: int) -> Splits:
         return digits_splits(seed, self.n_train, self.n_val)
@@ -58,14 +59,17 @@ class DigitsTask(Task):
         return SmallCNN(in_channels=1, n_classes=10)
 
     def extra_hparams(self) -> list[HParam]:
-        if not self.learn_translate:
-            return []
-        return [HParam(AUG_PREFIX + "translate", (), self.translate_init, 0.0, 0.5)]
+        extra = augnet_hparams(channels=1) if self.learn_augnet else []
+        if self.learn_translate:
+            extra.append(HParam(AUG_PREFIX + "translate", (), self.translate_init, 0.0, 0.5))
+        return extra
 
     def augment(self, x: Tensor, hparams: HParams, generator: torch.Generator) -> Tensor:
-        if not self.learn_translate:
-            return x
-        return translate(x, hparams[AUG_PREFIX + "translate"], generator)
+        if self.learn_augnet:
+            x = augment_net(x, hparams, generator)
+        if self.learn_translate:
+            x = translate(x, hparams[AUG_PREFIX + "translate"], generator)
+        return x
 
 
 register_task(
@@ -88,5 +92,32 @@ register_task(
         batch_size=100,
         lr=0.05,
         tags=("small",),
+    )
+)
+register_task(
+    DigitsTask(
+        name="digits_cnn_augnet",
+        description="digits 8×8, small CNN, per-tensor weight decay + a learned augmentation network",
+        model="cnn",
+        learn_augnet=True,
+        epochs=10,
+        batch_size=100,
+        lr=0.05,
+        tags=("small",),
+    )
+)
+# Lorraine et al. 2020's demonstration: with one weight decay per weight (~6k hparams) and only 50
+# validation images, a tuner can fit the validation set through the hparams; test loss does not
+# follow. Not in the default suite: the `overfit` suite runs it.
+register_task(
+    DigitsTask(
+        name="digits_mlp_smallval",
+        description="digits 8×8, MLP, per-weight weight decay, 50 training / 50 validation images",
+        n_train=50,
+        n_val=50,
+        weight_decay=WeightDecay.PARAM,
+        epochs=200,
+        batch_size=50,
+        lr=0.05,
     )
 )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.autograd.functional import hessian, jacobian
 
-from hgbench.functional import flatten, hvp, mixed_vjp, unflatten
+from hgbench.functional import flatten, hvp, hvp_operator, mixed_vjp, unflatten
 from hgbench.hparams import WD_PREFIX
 from hgbench.implicit import implicit_hypergradient
 from hgbench.linalg import cg, dense, neumann
@@ -55,6 +55,10 @@ def test_hvp_matches_dense_hessian():
     v = torch.randn_like(flat)
     got = flatten(hvp(lambda p: _toy_loss(p, hparams), params, unflatten(v, params)))
     torch.testing.assert_close(got, h @ v, rtol=1e-10, atol=1e-12)
+    operator = hvp_operator(lambda p: _toy_loss(p, hparams), params)
+    for vec in (v, torch.randn_like(flat)):  # the linearised operator, reused across products
+        got = flatten(operator(unflatten(vec, params)))
+        torch.testing.assert_close(got, h @ vec, rtol=1e-10, atol=1e-12)
 
 
 def test_mixed_vjp_matches_dense_jacobian():

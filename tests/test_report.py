@@ -276,7 +276,7 @@ def test_failed_and_skipped_cells_are_reported(run_report):
 def test_referenced_figures_exist(run_report):
     out, report, _ = run_report
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert len(images) == 2 * len(TASKS)
+    assert len(images) == 3 * len(TASKS)  # per run task: Pareto, curves, validation vs test
     for rel in images:
         assert not Path(rel).is_absolute()
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -349,7 +349,7 @@ def test_method_colours_are_identical_across_figures(tmp_path, monkeypatch):
     monkeypatch.setattr(writer, "_save", spy)
     order = ["unroll", "ift", "fixed", "exact", "kfac"]
     write_report(tmp_path, method_order=order)
-    assert len(saved) == 2 * len(TASKS) + 2
+    assert len(saved) == 3 * len(TASKS) + 2  # 3 run figures per task, 2 probe figures
     expected = {m: to_hex(c) for m, c in plots.method_colors(order).items()}
     assert len(set(expected.values())) == len(order)
     seen = set()

@@ -217,28 +217,35 @@ def pareto_figure(rows: pd.DataFrame, style: Style | None = None, title: str = "
     return fig
 
 
-def _cell_curves(rows: pd.DataFrame, metric: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """Per label, one (time, metric) series per cell that finished ok."""
+def _cell_curves(
+    rows: pd.DataFrame, metric: str, x: str = "time_s"
+) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per label, one (x, metric) series per cell that finished ok."""
     outcomes = cell_outcomes(rows)
     good = set(outcomes.loc[outcomes["status"] == "ok", "cell"])
     ok = rows[rows["cell"].isin(good) & (rows["status"] == "ok")]
     curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for (label, _), g in ok.groupby(["label", "cell"], sort=False):
-        g = g.sort_values(["time_s", "line"], kind="stable")
-        curves.setdefault(label, []).append(
-            (g["time_s"].to_numpy(float), g[metric].to_numpy(float))
-        )
+        g = g.sort_values([x, "line"], kind="stable")
+        curves.setdefault(label, []).append((g[x].to_numpy(float), g[metric].to_numpy(float)))
     return curves
 
 
-def curves_figure(rows: pd.DataFrame, style: Style | None = None, title: str = "") -> Figure:
-    """Test metric vs time per config: median over seeds (step-wise) with a 25–75% band."""
+def curves_figure(
+    rows: pd.DataFrame,
+    style: Style | None = None,
+    title: str = "",
+    panels: Sequence[tuple[str, str, bool]] = RUN_PANELS,
+    x: str = "time_s",
+    xlabel: str = "time (s)",
+) -> Figure:
+    """Metrics vs time (or epoch) per config: median over seeds (step-wise), 25–75% band."""
     rows, style = _prepare(rows, style)
-    fig, axes = _figure(len(RUN_PANELS))
+    fig, axes = _figure(len(panels))
     shown: list[str] = []
-    for ax, (metric, name, _) in zip(axes, RUN_PANELS, strict=True):
-        ax.set(xlabel="time (s)", ylabel=name)
-        curves = _cell_curves(rows, metric)
+    for ax, (metric, name, _) in zip(axes, panels, strict=True):
+        ax.set(xlabel=xlabel, ylabel=name)
+        curves = _cell_curves(rows, metric, x)
         labels = [lab for lab in style.order if lab in curves] + [
             lab for lab in curves if lab not in style.order
         ]
@@ -266,6 +273,17 @@ def curves_figure(rows: pd.DataFrame, style: Style | None = None, title: str = "
     if title:
         fig.suptitle(title)
     return fig
+
+
+GENERALISATION_PANELS = (("val_loss", "validation loss", False), ("test_nll", "test NLL", False))
+
+
+def generalisation_figure(
+    rows: pd.DataFrame, style: Style | None = None, title: str = ""
+) -> Figure:
+    """Validation loss beside test NLL over epochs: a tuner that overfits the validation set
+    drives the first down while the second stays or rises (Lorraine et al. 2020, §5)."""
+    return curves_figure(rows, style, title, GENERALISATION_PANELS, x="epoch", xlabel="epoch")
 
 
 # --- probe mode ----------------------------------------------------------------------------------

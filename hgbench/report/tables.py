@@ -36,7 +36,16 @@ BASE_COLUMNS = (
     "final",
     "dtype",
 )
-RUN_COLUMNS = ("step", "epoch", "test_acc", "test_nll", "objective", "hparams", "extra")
+RUN_COLUMNS = (
+    "step",
+    "epoch",
+    "test_acc",
+    "test_nll",
+    "val_loss",
+    "objective",
+    "hparams",
+    "extra",
+)
 PROBE_COLUMNS = ("hg_time_s", "hg_cos", "hg_rel_err", "reference", "value", "exact_value")
 NUMERIC_COLUMNS = (
     "time_s",
@@ -45,6 +54,7 @@ NUMERIC_COLUMNS = (
     "epoch",
     "test_acc",
     "test_nll",
+    "val_loss",
     "objective",
     "hg_time_s",
     "hg_cos",

@@ -115,11 +115,17 @@ def _run_section(task: str, rows: pd.DataFrame, style: plots.Style, out_dir: Pat
     _save(plots.pareto_figure(rows, style, title=f"{task}: final metric vs time"), pareto)
     curves = figs / f"run_{_safe(task)}_curves.png"
     _save(plots.curves_figure(rows, style, title=f"{task}: test metrics vs time"), curves)
+    general = figs / f"run_{_safe(task)}_val_test.png"
+    _save(
+        plots.generalisation_figure(rows, style, title=f"{task}: validation vs test loss"), general
+    )
     parts += [
         "",
         _image(f"{task} Pareto", pareto, out_dir),
         "",
         _image(f"{task} curves", curves, out_dir),
+        "",
+        _image(f"{task} validation vs test", general, out_dir),
     ]
     return "\n".join(parts)
 

@@ -1,0 +1,203 @@
+"""Implicit differentiation (Lorraine, Vicol & Duvenaud, AISTATS 2020), joint with training.
+
+At an approximate inner optimum w of the training loss L_T,
+
+    dL_V/dλ = ∂L_V/∂λ − (∂L_V/∂w) H⁻¹ ∂²L_T/∂w∂λᵀ
+
+with the inverse-Hessian-vector product from a linear solver: a Neumann series (i terms, step α),
+conjugate gradient, the identity (i = 0), or a dense exact solve. The four methods differ only in
+the solver; the joint loop and the probe path are shared (hgbench.implicit does the algebra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from hgbench.functional import detach
+from hgbench.implicit import implicit_hypergradient
+from hgbench.linalg import Solver, cg, dense, neumann
+from hgbench.method import (
+    Budget,
+    Checkpoint,
+    Estimate,
+    Method,
+    Objective,
+    ProbeState,
+    register_method,
+)
+from hgbench.seeding import make_generator
+from hgbench.task import Problem
+from hgbench.training import BatchStream, SGDTrainer
+
+DENSE_LIMIT = 3000  # parameters: beyond this a dense Hessian is too costly for a benchmark cell
+HYPER_OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+
+
+@dataclass
+class _Implicit(Method):
+    """Joint loop of Lorraine et al.: inner SGD on L_T; after `warmup_steps`, every `period` inner
+    steps one hyper-step from ONE training and ONE validation minibatch, applied by a
+    hyper-optimiser (Adam or RMSprop) on the hparams. Probe mode solves with full batches."""
+
+    period: int = 10
+    warmup_steps: int = 0
+    hyper_lr: float = 0.03
+    hyper_optimizer: str = "adam"
+    val_batch_size: int = 200
+
+    objective = Objective.VALIDATION
+    report_residual: ClassVar[bool] = False  # in the joint loop: one extra matvec per estimate
+
+    def __post_init__(self) -> None:
+        if self.period < 1 or self.warmup_steps < 0 or self.val_batch_size < 1:
+            raise ValueError("period and val_batch_size must be >= 1, warmup_steps >= 0")
+        if self.hyper_lr <= 0:
+            raise ValueError("hyper_lr must be positive")
+        if self.hyper_optimizer not in HYPER_OPTIMIZERS:
+            raise ValueError(f"hyper_optimizer must be one of {list(HYPER_OPTIMIZERS)}")
+
+    def solver(self, problem: Problem, report_residual: bool) -> Solver:
+        raise NotImplementedError
+
+    def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
+        task, d = problem.task, problem.data
+        hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
+        hyper_opt = HYPER_OPTIMIZERS[self.hyper_optimizer](list(hparams.values()), lr=self.hyper_lr)
+        trainer = SGDTrainer(
+            problem, problem.init_params(), problem.lr, task.momentum, task.batch_size
+        )
+        # the hyper-step's minibatches come from streams of their own, so the training batches
+        # stay those every other method sees for this seed
+        hyper_batches = BatchStream(problem, task.batch_size, purpose="ift-train-batches")
+        val_gen = problem.generator("val-batches")
+        noise_gen = torch.Generator().manual_seed(problem.generator("ift-noise").initial_seed())
+        n_val = min(self.val_batch_size, len(d.y_val))
+        stream = trainer.stream
+        yield Checkpoint(trainer.params, hparams, step=0, epoch=0.0)
+        residuals, val_losses = [], []
+        while not budget.finished(stream.epoch):
+            target = self.warmup_steps if stream.steps < self.warmup_steps else self.period
+            trainer.steps(hparams, target - (stream.steps % target if target else 0), budget)
+            at_end = stream.at_epoch_end or budget.finished(stream.epoch)
+            if (
+                stream.steps >= self.warmup_steps
+                and (stream.steps - self.warmup_steps) % self.period == 0
+            ):
+                x, y = hyper_batches.next()
+                vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
+                # the augmentation noise is fixed within one hyper-step (every HVP sees the same
+                # L_T) and fresh across hyper-steps
+                seed = int(torch.randint(2**62, (), generator=noise_gen))
+
+                def train_loss(w, h, x=x, y=y, seed=seed):
+                    return problem.train_loss(w, h, x, y, make_generator(seed, problem.device))
+
+                def val_loss(w, h, vi=vi):
+                    return problem.val_loss(w, d.x_val[vi], d.y_val[vi])
+
+                result = implicit_hypergradient(
+                    train_loss,
+                    val_loss,
+                    detach(trainer.params),
+                    {k: v.detach() for k, v in hparams.items()},
+                    self.solver(problem, report_residual=at_end),
+                )
+                for k, v in hparams.items():
+                    v.grad = result.hypergradient[k]
+                hyper_opt.step()
+                if at_end:
+                    residuals.append(result.residual)
+                with torch.no_grad():
+                    val_losses.append(val_loss(trainer.params, None))
+            if at_end:
+                extra = {"solver_residual": residuals[-1]} if residuals else {}
+                objective = float(torch.stack(val_losses).mean()) if val_losses else None
+                yield Checkpoint(
+                    trainer.params, hparams, stream.steps, stream.epoch, objective, extra
+                )
+                residuals, val_losses = [], []
+
+    def hypergradient(self, problem: Problem, state: ProbeState) -> Estimate:
+        result = implicit_hypergradient(
+            problem.full_train_loss,
+            lambda w, h: problem.val_loss(w),
+            state.params,
+            state.hparams,
+            self.solver(problem, report_residual=False),
+        )
+        return Estimate(result.hypergradient, extra={"solver_iterations": result.iterations})
+
+
+@register_method("ift_neumann")
+@dataclass
+class IFTNeumann(_Implicit):
+    """Implicit differentiation with a Neumann-series inverse Hessian (Lorraine et al. 2020)."""
+
+    terms: int = 5
+    alpha: float | None = None  # None: the inner learning rate, as in the paper
+
+    probe_grid = ({"terms": 0}, {"terms": 1}, {"terms": 5}, {"terms": 20})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.terms < 0:
+            raise ValueError("terms must be >= 0")
+        if self.alpha is not None and self.alpha <= 0:
+            raise ValueError("alpha must be positive")
+
+    def solver(self, problem: Problem, report_residual: bool) -> Solver:
+        return neumann(self.terms, self.alpha or problem.lr, report_residual)
+
+
+@register_method("ift_identity")
+@dataclass
+class IFTIdentity(_Implicit):
+    """Implicit differentiation with H⁻¹ ≈ αI: the one-step approximation (Neumann, i = 0)."""
+
+    alpha: float | None = None
+
+    def solver(self, problem: Problem, report_residual: bool) -> Solver:
+        return neumann(0, self.alpha or problem.lr, report_residual)
+
+
+@register_method("ift_cg")
+@dataclass
+class IFTCG(_Implicit):
+    """Implicit differentiation with conjugate gradient for the inverse-Hessian-vector product."""
+
+    iterations: int = 20
+    tol: float = 1e-10
+
+    probe_grid = ({"iterations": 5}, {"iterations": 20})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.iterations < 1:
+            raise ValueError("iterations must be >= 1")
+
+    def solver(self, problem: Problem, report_residual: bool) -> Solver:
+        # CG reports its recursive residual for free when the true one is not asked for
+        return cg(self.iterations, self.tol, report_residual)
+
+
+@register_method("ift_exact")
+@dataclass
+class IFTExact(_Implicit):
+    """Implicit differentiation with a dense exact solve of the Hessian system (tiny models)."""
+
+    max_params: int = DENSE_LIMIT
+
+    def skip_reason(self, problem: Problem) -> str | None:
+        if problem.n_params > self.max_params:
+            return (
+                f"a dense Hessian of {problem.n_params} parameters exceeds max_params="
+                f"{self.max_params}"
+            )
+        return None
+
+    def solver(self, problem: Problem, report_residual: bool) -> Solver:
+        return dense()
