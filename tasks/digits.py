@@ -97,7 +97,7 @@ register_task(
 register_task(
     DigitsTask(
         name="digits_cnn_augnet",
-        description="digits 8×8, small CNN, per-tensor weight decay + a learned augmentation network",
+        description="digits 8×8, small CNN, per-tensor weight decay + learned augmentation network",
         model="cnn",
         learn_augnet=True,
         epochs=10,
