@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -23,9 +24,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seeds expects comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise UsageError("--seeds names no seed")
+    return list(dict.fromkeys(seeds))  # a repeated seed is the same cell: run it once
 
 
 def _common(p: argparse.ArgumentParser, default_dtype: str) -> None:
@@ -105,10 +109,10 @@ def _execute(args: argparse.Namespace, mode: str) -> int:
     if args.data_dir is not None:
         os.environ["HGBENCH_DATA"] = str(args.data_dir)
     budget_s = getattr(args, "budget_s", None)
-    if budget_s is not None and budget_s <= 0:
-        raise UsageError("--budget-s must be positive")
-    if args.timeout_s is not None and args.timeout_s <= 0:
-        raise UsageError("--timeout-s must be positive")
+    if budget_s is not None and not (math.isfinite(budget_s) and budget_s > 0):
+        raise UsageError("--budget-s must be a positive number of seconds")
+    if args.timeout_s is not None and not (math.isfinite(args.timeout_s) and args.timeout_s > 0):
+        raise UsageError("--timeout-s must be a positive number of seconds")
     repeats = getattr(args, "repeats", 3)
     if repeats < 1:
         raise UsageError("--repeats must be at least 1")

@@ -8,6 +8,7 @@ store (`hgbench.store`), and nothing a method does (raise, NaN, diverge, OOM, ha
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -44,7 +45,14 @@ class Cell:
 
     @property
     def key(self) -> str:
-        canon = json.dumps(self.settings, sort_keys=True, default=str)
+        """mode/task/method/digest/seed; the digest covers the method's settings and the task's
+        (so `--set task.epochs=...` makes new cells rather than matching finished ones)."""
+        task = {
+            k: v
+            for k, v in dataclasses.asdict(self.task).items()
+            if k not in ("name", "description", "tags")
+        }
+        canon = json.dumps([self.settings, task], sort_keys=True, default=str)
         digest = hashlib.sha1(canon.encode()).hexdigest()[:10]
         return f"{self.mode}/{self.task.name}/{self.method}/{digest}/{self.seed}"
 

@@ -40,10 +40,10 @@ class Fixed(Method):
 class RandomSearch(Method):
     """Random search (Bergstra & Bengio 2012): n_trials draws from the task's hparam space.
 
-    The cell's budget is split evenly between the trials (epochs, or seconds with --budget-s),
-    so it spends what one training run of the other methods spends. Each trial trains from the
-    same seeded init on the same batch order; the trial with the lowest validation loss is kept,
-    and every checkpoint reports the best trial so far.
+    The cell's budget is split evenly between the trials (its steps, or its seconds with
+    --budget-s), so it spends what one training run of the other methods spends. Each trial
+    trains from the same seeded init on the same batch order; the trial with the lowest
+    validation loss is kept, and every checkpoint reports the best trial so far.
     """
 
     n_trials: int = 4
@@ -57,25 +57,31 @@ class RandomSearch(Method):
         best = (problem.init_params(), problem.init_hparams())
         best_val = float("inf")
         yield Checkpoint(*best, step=0, epoch=0.0)
+        # An epoch budget is split into steps, exactly: the trials together take as many steps
+        # as one run of another method (fewer trials when there are fewer steps than trials).
+        batch = problem.task.batch_size
+        if budget.epochs is not None:
+            total = budget.epochs * -(-problem.n_train // batch)
+            n = min(self.n_trials, total)
+            shares: list[int | None] = [total // n + (i < total % n) for i in range(n)]
+        else:
+            n, shares = self.n_trials, [None] * self.n_trials
         steps, epochs = 0, 0.0
-        for _ in range(self.n_trials):
+        for i, share in enumerate(shares):
             trial_budget = Budget(
-                epochs=None if budget.epochs is None else max(1, budget.epochs // self.n_trials),
+                epochs=None,
                 seconds=None
                 if budget.seconds is None
-                else budget.elapsed() + budget.seconds / self.n_trials,
+                else budget.elapsed() + (budget.seconds - budget.elapsed()) / (n - i),
                 elapsed=budget.elapsed,
             )
             hparams = problem.sample_hparams(gen)
             trainer = SGDTrainer(
-                problem,
-                problem.init_params(),
-                problem.lr,
-                problem.task.momentum,
-                problem.task.batch_size,
+                problem, problem.init_params(), problem.lr, problem.task.momentum, batch
             )
-            for _ in trial_budget.epoch_range():
-                trainer.epoch(hparams, trial_budget)
+            while (share is None or trainer.stream.steps < share) and not trial_budget.over():
+                left = None if share is None else share - trainer.stream.steps
+                trainer.steps(hparams, left, trial_budget)
             steps, epochs = steps + trainer.stream.steps, epochs + trainer.stream.epoch
             with torch.no_grad():
                 val = float(problem.val_loss(trainer.params))

@@ -116,7 +116,9 @@ register_task(
         n_train=50,
         n_val=50,
         weight_decay=WeightDecay.PARAM,
-        epochs=200,
+        # one step per epoch: by ~300 hyper-steps validation loss keeps falling (0.07 -> 0.014
+        # on seed 0) while test NLL stays at ~0.6; much longer and Adam on the hparams diverges
+        epochs=600,
         batch_size=50,
         lr=0.05,
     )

@@ -1,0 +1,129 @@
+"""Shared fixtures: shortened tasks, and the command line run in-process or as a subprocess."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hgbench.plugins import load_plugins
+from hgbench.task import TASKS, Task
+
+
+def short_task(name: str, epochs: int = 2) -> Task:
+    """The registered task `name` with its epoch budget cut down (for fast tests)."""
+    load_plugins()
+    return dataclasses.replace(TASKS[name], epochs=epochs)
+
+
+@pytest.fixture(name="short_task", scope="session")
+def short_task_fixture() -> Callable[..., Task]:
+    return short_task
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the time of the write.
+
+    `Runner.__init__` takes `log=sys.stderr` as a default argument, which binds the stream that
+    was current when `hgbench.runner` was first imported (under pytest: its global capture, not
+    `capsys`); its progress and "resuming" lines would escape `capsys` without this shim.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _route_runner_log_to_current_stderr(runner: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    init = runner.__init__
+    code, defaults = init.__code__, init.__defaults__ or ()
+    names = code.co_varnames[code.co_argcount - len(defaults) : code.co_argcount]
+    if "log" in names and defaults[names.index("log")] is not None:
+        patched = list(defaults)
+        patched[names.index("log")] = _CurrentStderr()
+        monkeypatch.setattr(init, "__defaults__", tuple(patched))
+
+
+@pytest.fixture
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
+    """`cli("run", "--tasks", ...)`: `hgbench.cli.main(argv)` in-process, with its exit code and
+    what it printed to stdout and stderr during this call."""
+    from hgbench.cli import main
+    from hgbench.runner import Runner
+
+    _route_runner_log_to_current_stderr(Runner, monkeypatch)
+
+    def run(*argv: str | Path) -> CliResult:
+        capsys.readouterr()  # drop anything printed before this call
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def hgbench_command(*argv: str | Path) -> list[str]:
+    return [sys.executable, "-m", "hgbench", *(str(a) for a in argv)]
+
+
+@pytest.fixture
+def cli_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """`cli_process("run", ...)` starts `python -m hgbench ...` (cwd: a temporary folder) and
+    returns the Popen; every process still running at teardown is killed (by its own pid)."""
+    started: list[subprocess.Popen[str]] = []
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+
+    def start(*argv: str | Path) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            hgbench_command(*argv),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def register_test_method() -> Iterator[Callable[[type], str]]:
+    """`name = register_test_method(cls)` adds a Method class to METHODS under a fresh name
+    (so parallel or repeated registrations never clash) and removes it at teardown."""
+    from hgbench.method import METHODS
+
+    added: list[str] = []
+
+    def register(cls: type) -> str:
+        name = f"test_{cls.__name__.lower()}_{len(METHODS)}_{os.getpid()}"
+        METHODS.add(name, cls)
+        added.append(name)
+        return name
+
+    yield register
+    for name in added:
+        METHODS._items.pop(name, None)
