@@ -69,6 +69,10 @@ def validation_reference(problem: Problem) -> Reference:
 def probe_reference(problem: Problem, objective: Objective) -> Reference:
     if objective == Objective.VALIDATION:
         return validation_reference(problem)
+    if objective == Objective.MARGLIK:
+        from hgbench.laplace.marglik import marglik_reference  # the Laplace stack loads lazily
+
+        return marglik_reference(problem)
     raise NotImplementedError(f"no exact reference for objective {objective.value!r} yet")
 
 

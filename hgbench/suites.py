@@ -43,8 +43,8 @@ def register_suite(suite: Suite) -> Suite:
 register_suite(
     Suite(
         name="default",
-        description="the small tasks (digits, ridge) × every method × 3 seeds; CPU-sized",
-        tags=("small",),
+        description="the core small tasks (digits, ridge, rotated digits), every method, 3 seeds",
+        tags=("default",),
     )
 )
 register_suite(
@@ -65,5 +65,21 @@ register_suite(
             "ift_neumann": ({"period": 1, "hyper_lr": 0.1, "terms": 5},),
             "ift_cg": ({"period": 1, "hyper_lr": 0.1, "iterations": 10},),
         },
+    )
+)
+register_suite(
+    Suite(
+        name="small",
+        description="every CPU-sized task × every method × 3 seeds (longer than the default)",
+        tags=("small",),
+    )
+)
+register_suite(
+    Suite(
+        name="reversible",
+        description="Maclaurin et al.'s schedule and ARD tasks: reversible_sgd and baselines",
+        tasks=("digits_mlp3", "digits_logreg_ard"),
+        methods=("fixed", "random_search", "unroll", "reversible_sgd"),
+        settings={"reversible_sgd": ({"meta_iterations": None},)},
     )
 )

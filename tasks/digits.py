@@ -79,7 +79,7 @@ register_task(
         epochs=20,
         batch_size=100,
         lr=0.05,
-        tags=("small",),
+        tags=("small", "default"),
     )
 )
 register_task(
@@ -91,7 +91,7 @@ register_task(
         epochs=10,
         batch_size=100,
         lr=0.05,
-        tags=("small",),
+        tags=("small", "default"),
     )
 )
 register_task(

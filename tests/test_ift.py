@@ -34,7 +34,8 @@ def _rel_err(method, problem, state, exact) -> float:
 
 
 @pytest.mark.parametrize(
-    "method", [METHODS["ift_cg"](iterations=500, tol=1e-14), METHODS["ift_exact"]()],
+    "method",
+    [METHODS["ift_cg"](iterations=500, tol=1e-14), METHODS["ift_exact"]()],
     ids=["ift_cg", "ift_exact"],
 )
 def test_cg_and_exact_match_the_ridge_closed_form(ridge, method):
@@ -46,8 +47,10 @@ def test_neumann_error_decreases_with_terms(ridge):
     # the task's step is 1/λ_max of the data Hessian; the penalty adds at most e^-1, so this α
     # keeps ‖I − αH‖ < 1 and the series converges
     alpha = 1.0 / (1.0 / problem.lr + float(state.hparams[KEY].exp().max()))
-    errors = [_rel_err(METHODS["ift_neumann"](terms=i, alpha=alpha), problem, state, exact)
-              for i in (0, 1, 5, 20, 100, 2000)]
+    errors = [
+        _rel_err(METHODS["ift_neumann"](terms=i, alpha=alpha), problem, state, exact)
+        for i in (0, 1, 5, 20, 100, 2000)
+    ]
     assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
     assert errors[-1] < 1e-3
     # i = 0 is the identity approximation: the same estimate as ift_identity
@@ -70,8 +73,9 @@ def test_neumann_would_catch_a_missing_alpha_or_a_flipped_sign(ridge):
 
 def test_cg_agrees_with_exact_on_a_converged_mlp():
     """Nonconvex: a small digits MLP at an L-BFGS optimum; CG vs the dense solve."""
-    task = dataclasses.replace(TASKS["digits_mlp"], hidden=(12,), n_train=300, n_val=100,
-                               log_wd_init=-4.0)
+    task = dataclasses.replace(
+        TASKS["digits_mlp"], hidden=(12,), n_train=300, n_val=100, log_wd_init=-4.0
+    )
     problem = task.build(0, "cpu", torch.float64)
     hparams = problem.init_hparams()
     params = tight_optimum(problem, hparams)

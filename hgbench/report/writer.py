@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hgbench.report import plots, tables
+from hgbench.report import plots, schedules, tables
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
@@ -127,6 +127,13 @@ def _run_section(task: str, rows: pd.DataFrame, style: plots.Style, out_dir: Pat
         "",
         _image(f"{task} validation vs test", general, out_dir),
     ]
+    # methods that learn per-step schedules (reversible_sgd) carry them in their final rows
+    for key, what in (("lr_schedule", "learning-rate"), ("momentum_schedule", "momentum")):
+        if schedules.has_schedules(rows, key):
+            path = figs / f"run_{_safe(task)}_{key}.png"
+            title = f"{task}: learned {what} schedule"
+            _save(schedules.schedule_figure(rows, key, title=title), path)
+            parts += ["", _image(f"{task} {what} schedule", path, out_dir)]
     return "\n".join(parts)
 
 

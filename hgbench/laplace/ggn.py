@@ -1,0 +1,172 @@
+"""GGN structures: each is a fitted curvature that returns log det(P0 + G) − log det P0 for any
+prior precision P0 = diag(δ), so hyper-steps that only change δ reuse one fit.
+
+Structures (P parameters, r = number of factor rows in the fit, see hgbench.laplace.jacobians):
+
+    kernel     log det(I_r + L P0⁻¹ Lᵀ), the weighted NTK (function space)   O(r²P + r³)
+    full       log det(I_P + P0^{-1/2} LᵀL P0^{-1/2}), the full GGN          O(rP² + P³)
+    blockdiag  Σ_t of `full` per parameter tensor t                          O(r Σ P_t² + Σ P_t³)
+    kron       Σ_layers K-FAC (hgbench.laplace.kron); tensors outside Linear/Conv2d layers fall back
+               to their exact per-tensor block
+    diag       Σ_p log1p(G_pp / δ_p)                       O(rP)
+
+`kernel` and `full` are equal (Sylvester). Relative to them, `blockdiag` and `diag` are never
+smaller (Fischer's inequality: det M ≤ Π_b det M_bb for M ≻ 0 partitioned into diagonal blocks;
+Hadamard's inequality is its 1 × 1-block case), so a log marginal likelihood built on them is a
+lower bound of the one built on `full`. `kron` is an approximation, not a bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from hgbench.laplace.jacobians import Rows
+from hgbench.laplace.kron import KronBlock
+from hgbench.laplace.logdet import diagonal_logdet, logdet_spd, scaled_gram_logdet
+
+
+class Structure(str, Enum):
+    KERNEL = "kernel"
+    FULL = "full"
+    BLOCKDIAG = "blockdiag"
+    KRON = "kron"
+    DIAG = "diag"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Curvature(Protocol):
+    def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
+        """log det(P0 + G) − log det P0 for prior precisions δ (broadcastable per tensor)."""
+        ...
+
+
+def _flat_delta(delta: dict[str, Tensor], shapes: dict[str, torch.Size]) -> Tensor:
+    return torch.cat([delta[k].expand(s).reshape(-1) for k, s in shapes.items()])
+
+
+@dataclass
+class KernelCurvature:
+    """The weighted NTK I + L P0⁻¹ Lᵀ over r factor rows: per-tensor Grams L_t L_tᵀ (r × r) for
+    tensors with one scalar δ (a new δ then costs one r × r Cholesky), rows for the others."""
+
+    grams: dict[str, Tensor]  # name -> L_t L_tᵀ, (r, r)
+    rows: Rows = field(default_factory=dict)  # name -> (r, *shape)
+
+    def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
+        kernel = None
+        for k, g in self.grams.items():
+            term = g / delta[k].reshape(())
+            kernel = term if kernel is None else kernel + term
+        if self.rows:
+            white = torch.cat(
+                [
+                    (r * delta[k].expand(r.shape[1:]).rsqrt()).flatten(1)
+                    for k, r in self.rows.items()
+                ],
+                dim=1,
+            )
+            term = white @ white.T
+            kernel = term if kernel is None else kernel + term
+        assert kernel is not None, "empty kernel"
+        eye = torch.eye(kernel.shape[0], dtype=kernel.dtype, device=kernel.device)
+        return logdet_spd(eye + kernel)
+
+
+@dataclass
+class FullCurvature:
+    """The full GGN G = Σ LᵀL (P × P), accumulated chunk by chunk."""
+
+    shapes: dict[str, torch.Size]
+    gram: Tensor | None = None
+
+    def add(self, rows: Rows) -> None:
+        flat = torch.cat([rows[k].flatten(1) for k in self.shapes], dim=1)  # (r, P)
+        term = flat.T @ flat
+        self.gram = term if self.gram is None else self.gram + term
+
+    def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
+        assert self.gram is not None, "no rows added"
+        return scaled_gram_logdet(self.gram, _flat_delta(delta, self.shapes))
+
+
+@dataclass
+class BlockDiagCurvature:
+    """Per-tensor GGN blocks G_tt (P_t × P_t), accumulated chunk by chunk."""
+
+    shapes: dict[str, torch.Size]
+    blocks: dict[str, Tensor] = field(default_factory=dict)
+
+    def add(self, rows: Rows) -> None:
+        for k in self.shapes:
+            flat = rows[k].flatten(1)
+            term = flat.T @ flat
+            self.blocks[k] = self.blocks[k] + term if k in self.blocks else term
+
+    def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
+        total = None
+        for k, shape in self.shapes.items():
+            term = scaled_gram_logdet(self.blocks[k], delta[k].expand(shape).reshape(-1))
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+
+@dataclass
+class DiagCurvature:
+    """The GGN's diagonal, Σ_rows L², per tensor."""
+
+    shapes: dict[str, torch.Size]
+    diag: dict[str, Tensor] = field(default_factory=dict)
+
+    def add(self, rows: Rows) -> None:
+        for k in self.shapes:
+            term = rows[k].square().sum(0)
+            self.diag[k] = self.diag[k] + term if k in self.diag else term
+
+    def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
+        terms = [diagonal_logdet(self.diag[k], delta[k].expand(s)) for k, s in self.shapes.items()]
+        return torch.stack(terms).sum()
+
+
+@dataclass
+class KronCurvature:
+    """K-FAC blocks per layer, plus exact per-tensor blocks for tensors K-FAC does not cover."""
+
+    layers: dict[str, KronBlock]
+    rest: BlockDiagCurvature | None = None
+
+    def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
+        terms = [block.logdet_ratio(delta) for block in self.layers.values()]
+        if self.rest is not None and self.rest.shapes:
+            terms.append(self.rest.logdet_ratio(delta))
+        return torch.stack(terms).sum()
+
+
+@dataclass
+class SplitCurvature:
+    """Independent groups of factor rows (Fischer blocks), each weighted: Σ_g w_g logdet_g."""
+
+    groups: list[Curvature]
+    weights: list[float]
+
+    def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
+        terms = [w * c.logdet_ratio(delta) for c, w in zip(self.groups, self.weights, strict=True)]
+        return torch.stack(terms).sum()
+
+
+def accumulator(structure: Structure, shapes: dict[str, torch.Size]):
+    """An empty row-based curvature of `structure` to `add` row chunks to (not kernel/kron)."""
+    if structure == Structure.FULL:
+        return FullCurvature(shapes)
+    if structure == Structure.BLOCKDIAG:
+        return BlockDiagCurvature(shapes)
+    if structure == Structure.DIAG:
+        return DiagCurvature(shapes)
+    raise ValueError(f"{structure.value} is not accumulated from row chunks")
