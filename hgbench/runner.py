@@ -109,11 +109,15 @@ def _finite(tensors) -> bool:
 class Runner:
     """Executes cells into a store; one `Problem` per (task, seed) is built and reused."""
 
-    def __init__(self, store: ResultStore, options: RunOptions, log=sys.stderr) -> None:
-        self.store, self.opt, self.log = store, options, log
+    def __init__(self, store: ResultStore, options: RunOptions, log=None) -> None:
+        self.store, self.opt, self._log = store, options, log
         self._problem_key: tuple | None = None
         self._problem: Problem | None = None
         self._probe_cache: dict[tuple, Any] = {}
+
+    @property
+    def log(self):
+        return self._log if self._log is not None else sys.stderr  # looked up when printing
 
     # --- driving -----------------------------------------------------------------------------
     def run(self, cells: list[Cell]) -> dict[str, int]:
@@ -169,8 +173,10 @@ class Runner:
         mem = PeakMemory(self.opt.device)
         pending: list[dict] = []  # the latest row is held back until we know whether it is final
         try:
+            # Built and warmed up outside the deadline: the alarm must never interrupt a
+            # first-time import (a half-imported module would break every later cell).
+            problem = self.problem(cell.task, cell.seed)
             with _deadline(self.opt.timeout_s):
-                problem = self.problem(cell.task, cell.seed)
                 method = cell.make_method()
                 reason = method.skip_reason(problem)
                 if reason is None and cell.mode == "probe" and method.objective == Objective.NONE:

@@ -225,7 +225,8 @@ def test_repeated_seed_runs_its_cell_once(cli: Cli, tmp_path: Path) -> None:
         tmp_path,
     )
     assert res.code == 0, res.err
-    assert all(len(f) == 1 for f in _finals(read_rows(tmp_path / RESULTS_FILE)).values())
+    finals = _finals(read_rows(tmp_path / RESULTS_FILE))
+    assert len(finals) == 1 and all(len(f) == 1 for f in finals.values())
 
 
 def test_changed_task_setting_is_a_new_cell(cli: Cli, tmp_path: Path) -> None:

@@ -172,6 +172,7 @@ def _ok_cells(results: list[CellResult]) -> Iterator[CellResult]:
         if final["status"] == "skipped":
             assert isinstance(final["error"], str) and final["error"].strip()
             continue
+        assert final["status"] == "ok", final["error"]
         yield res
 
 
