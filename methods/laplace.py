@@ -108,7 +108,7 @@ class LaplaceFull(Method):
     """
 
     structure: Structure = Structure.KRON
-    frequency: int = 1
+    frequency: int = 2  # the paper fits every epoch (laplace-torch) to every 5 (CIFAR)
     burnin: int = 1  # epochs; the paper burns in 10 of 300, our small tasks train 10-20
     hypersteps: int = 10
     aug_hypersteps: int = 1
@@ -232,7 +232,7 @@ class LaplaceNTK(Method):
     structure: Structure = Structure.KERNEL
     split: OutputSplit = OutputSplit.NONE
     partition: Partition = Partition.RANDOM
-    hyper_every: int = 5
+    hyper_every: int = 10
     burnin: int = 1
     hyper_lr: float = 0.1
     bound: str = ""

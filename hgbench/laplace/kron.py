@@ -85,13 +85,15 @@ def kron_factors(
     wrt: list[str],
     row_weights: list[Tensor] | None = None,
     chunk_size: int | None = None,
+    columns: Tensor | None = None,
 ) -> tuple[list[dict[str, KronBlock]], Tensor]:
     """K-FAC blocks of every covered layer for each group of factor rows, and the outputs f.
 
     `fn(params, inputs)` must call `model` (e.g. through functional_call) on `inputs` (B, ...).
     `row_weights`: one (B, K) 0/1 tensor per group, selecting the factor rows that enter B;
-    None: one group with every row. Examples are processed `chunk_size` at a time (one forward
-    and K backward passes each). The factors stay differentiable in whatever `inputs` depend on
+    None: one group with every row. `columns` (B,) keeps one factor column per example (K = 1,
+    one backward pass). Examples are processed `chunk_size` at a time (one forward and K
+    backward passes each). The factors stay differentiable in whatever `inputs` depend on
     (augmentation magnitudes), including through Λ(f).
     """
     n_total = inputs.shape[0]
@@ -102,8 +104,9 @@ def kron_factors(
     captured: dict[str, LayerCapture] = {}
     outputs = []
     for start in range(0, n_total, step):
+        cols = None if columns is None else columns[start : start + step]
         captured, f = capture_layers(
-            model, fn, params, inputs[start : start + step], likelihood, wrt
+            model, fn, params, inputs[start : start + step], likelihood, wrt, cols
         )
         n = f.shape[0]
         if row_weights is None:

@@ -124,10 +124,12 @@ def capture_layers(
     inputs: Tensor,
     likelihood: Likelihood,
     wrt: list[str],
+    columns: Tensor | None = None,
 ) -> tuple[dict[str, LayerCapture], Tensor]:
     """Inputs and factor-column output gradients of every covered layer, and the outputs f.
 
     `fn(params, inputs)` must call `model` (e.g. through functional_call) on `inputs` (B, ...).
+    `columns` (B,): only factor column columns[n] of each example (K = 1, one backward pass).
     Everything stays differentiable in what `inputs` depend on (augmentation magnitudes),
     including through Λ(f); at fixed inputs it is detached.
     """
@@ -155,6 +157,8 @@ def capture_layers(
         n = f.shape[0]
         # Λ(f)'s factor is the VJP's cotangent; it carries a graph only where the inputs do
         factor = hessian_factor(f if create_graph else f.detach(), likelihood)  # (n, C, K)
+        if columns is not None:  # one chosen column per example: (n, C, 1)
+            factor = factor.gather(2, columns[:, None, None].expand(n, factor.shape[1], 1))
         outs = [store[name][1] for name in names]
         grads: list[list[Tensor]] = [[] for _ in names]
         for k in range(factor.shape[-1] if names else 0):

@@ -227,9 +227,11 @@ def factor_rows_and_grams(
     wrt: list[str],
     grams: bool = False,
     layerwise: bool = True,
+    columns: Tensor | None = None,
 ) -> tuple[Rows, dict[str, Tensor], Tensor]:
     """Factor rows (n, K, *shape) per tensor in `wrt` and the outputs f (n, C); with `grams`,
     tensors with one scalar prior precision come as their NTK blocks L_t L_tᵀ (nK × nK) instead.
+    `columns` (n,): only the factor row columns[i] of example i (K = 1).
 
     `layerwise`: nn.Linear / nn.Conv2d tensors from one forward and K backward passes over the
     batch (hgbench.laplace.layers: for a Linear layer the NTK block never forms a row), the
@@ -241,7 +243,7 @@ def factor_rows_and_grams(
     rest = list(wrt)
     if layerwise:
         captures, f = capture_layers(
-            problem.model, problem.forward, params, inputs, problem.task.likelihood, wrt
+            problem.model, problem.forward, params, inputs, problem.task.likelihood, wrt, columns
         )
         n = f.shape[0]
         for cap in captures.values():
@@ -256,6 +258,9 @@ def factor_rows_and_grams(
         rest_rows, f_rest = linearize(
             problem.forward, params, inputs, problem.task.likelihood, rest, None
         )
+        if columns is not None:
+            pick = torch.arange(columns.shape[0], device=columns.device)
+            rest_rows = {t: r[pick, columns].unsqueeze(1) for t, r in rest_rows.items()}
         if grams:
             for t in [t for t in rest if hparams[WD_PREFIX + t].numel() == 1]:
                 flat = rest_rows.pop(t).flatten(2).flatten(0, 1)
@@ -291,6 +296,11 @@ def fit_laplace(
         raise ValueError("no parameter has a log_wd hparam: there is no prior to marginalise")
     n, k = y.shape[0], problem.task.n_classes
     masks, weights = split_rows(split, n, k, generator, inputs.device)
+    columns = None
+    if split in (OutputSplit.SINGLE, OutputSplit.SINGLE_IID):
+        # one factor row per example: compute only that one (one backward pass, not K)
+        columns = masks[0].to(torch.int64).argmax(1)
+        masks = [torch.ones(n, 1, dtype=torch.bool, device=inputs.device)]
     shapes = {name: params[name].shape for name in wrt}
 
     groups: list[Curvature]
@@ -304,26 +314,29 @@ def fit_laplace(
             wrt,
             masks,
             chunk_size,
+            columns,
         )
         covered = {t for w, b in covered_layers(problem.model, wrt).values() for t in (w, b) if t}
         rest = [name for name in wrt if name not in covered]
         rests = [BlockDiagCurvature({name: shapes[name] for name in rest}) for _ in masks]
         if rest:
             for start in range(0, n, chunk_size):
-                rows, _ = linearize(
-                    problem.forward,
+                cols = None if columns is None else columns[start : start + chunk_size]
+                rows, _, _ = factor_rows_and_grams(
+                    problem,
                     params,
+                    hparams,
                     inputs[start : start + chunk_size],
-                    problem.task.likelihood,
                     rest,
-                    None,
+                    layerwise=False,
+                    columns=cols,
                 )
                 for acc, mask in zip(rests, masks, strict=True):
                     acc.add({name: r[mask[start : start + chunk_size]] for name, r in rows.items()})
         groups = [KronCurvature(b, r if rest else None) for b, r in zip(blocks, rests, strict=True)]
     elif structure == Structure.KERNEL:
         rows, grams, f = factor_rows_and_grams(
-            problem, params, hparams, inputs, wrt, grams=True, layerwise=layerwise
+            problem, params, hparams, inputs, wrt, grams=True, layerwise=layerwise, columns=columns
         )
         groups = []
         for mask in masks:
@@ -338,6 +351,7 @@ def fit_laplace(
         accs = [accumulator(structure, shapes) for _ in masks]
         outs = []
         for start in range(0, n, chunk_size):
+            cols = None if columns is None else columns[start : start + chunk_size]
             rows, _, f_chunk = factor_rows_and_grams(
                 problem,
                 params,
@@ -345,6 +359,7 @@ def fit_laplace(
                 inputs[start : start + chunk_size],
                 wrt,
                 layerwise=layerwise,
+                columns=cols,
             )
             outs.append(f_chunk)
             for acc, mask in zip(accs, masks, strict=True):
