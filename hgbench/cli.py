@@ -118,7 +118,10 @@ def _execute(args: argparse.Namespace, mode: str) -> int:
         raise UsageError("--repeats must be at least 1")
     device = _device(args.device)
     suite = SUITES[args.suite]
-    cells = plan_cells(mode, suite, args.tasks, args.methods, args.seeds, args.sets)
+    context = {"device": device.type, "dtype": args.dtype, "budget_s": budget_s}
+    if mode == "probe":
+        context["repeats"] = repeats
+    cells = plan_cells(mode, suite, args.tasks, args.methods, args.seeds, args.sets, context)
     out = args.out or DEFAULT_OUT / (suite.name if mode == "run" else f"{suite.name}-probe")
     if suite.gpu and device.type == "cpu" and not args.tasks:
         print(

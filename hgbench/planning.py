@@ -93,7 +93,7 @@ def method_configs(
 
 
 def check_sets_known(methods: list[str], sets: list[tuple[str | None, str, Any]]) -> None:
-    for scope, field, _ in sets:
+    for scope, field, value in sets:
         if scope == "task":
             continue
         if scope is not None and scope not in METHODS:
@@ -103,7 +103,12 @@ def check_sets_known(methods: list[str], sets: list[tuple[str | None, str, Any]]
             )
         scoped = [scope] if scope is not None else methods
         if not any(field in _fields(METHODS[m]) for m in scoped):
+            if scope is not None:
+                raise UsageError(f"--set {scope}.{field}: {scope} has no setting {field!r}")
             raise UsageError(f"--set {field}: no selected method has a setting {field!r}")
+        if scope is not None and scope not in methods:
+            # not selected, so method_configs never builds it: check the value here all the same
+            method_configs(scope, ({},), [(scope, field, value)])
 
 
 def plan_cells(
@@ -113,7 +118,10 @@ def plan_cells(
     methods: list[str] | None,
     seeds: list[int] | None,
     sets: list[str],
+    context: dict[str, Any] | None = None,
 ) -> list[Cell]:
+    """`context`: the run options a cell's measurement depends on (device type, dtype, budget);
+    they enter the cell key, so changing one makes new cells instead of skipping finished ones."""
     task_names = TASKS.names(tasks) if tasks else suite.task_names()
     method_names = METHODS.names(methods or list(suite.methods))
     parsed = parse_sets(sets)
@@ -128,7 +136,9 @@ def plan_cells(
         for config in method_configs(name, base, parsed):
             for task in task_objs:
                 for seed in seeds:
-                    cells.append(Cell(mode, suite.name, task, name, config, seed))
+                    cells.append(
+                        Cell(mode, suite.name, task, name, config, seed, dict(context or {}))
+                    )
     # group by (task, seed) so each problem is built once
     order = {(t.name, s): i for i, (t, s) in enumerate((t, s) for s in seeds for t in task_objs)}
     cells.sort(key=lambda c: order[(c.task.name, c.seed)])

@@ -42,17 +42,21 @@ class Cell:
     method: str
     settings: dict[str, Any] = field(hash=False)
     seed: int
+    # what the measurement depends on beyond the method and task: device type, dtype, budget
+    context: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def key(self) -> str:
-        """mode/task/method/digest/seed; the digest covers the method's settings and the task's
-        (so `--set task.epochs=...` makes new cells rather than matching finished ones)."""
+        """mode/task/method/digest/seed; the digest covers the method's settings, the task's
+        (so `--set task.epochs=...` makes new cells rather than matching finished ones) and the
+        context (so a rerun with another --dtype, --device or --budget-s is not skipped)."""
         task = {
             k: v
             for k, v in dataclasses.asdict(self.task).items()
             if k not in ("name", "description", "tags")
         }
-        canon = json.dumps([self.settings, task], sort_keys=True, default=str)
+        parts = [self.settings, task] + ([self.context] if self.context else [])
+        canon = json.dumps(parts, sort_keys=True, default=str)
         digest = hashlib.sha1(canon.encode()).hexdigest()[:10]
         return f"{self.mode}/{self.task.name}/{self.method}/{digest}/{self.seed}"
 

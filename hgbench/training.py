@@ -79,20 +79,22 @@ class SGDTrainer:
         decay = decay_coefficients(self.params, hparams)
         decayed = [self.params[k] for k in decay]
         coefficients = list(decay.values())
+        # this loop is the floor every method is compared against: look everything up once
+        stream, model, opt, gen = self.stream, self.model, self.opt, self.aug_generator
+        data_loss = self.problem.data_loss
         taken = 0
         while n is None or taken < n:
-            x, y = self.stream.next()
-            loss = self.problem.data_loss(self.model, hparams, x, y, self.aug_generator)
-            self.opt.zero_grad(set_to_none=True)
+            x, y = stream.next()
+            loss = data_loss(model, hparams, x, y, gen)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
             if decayed:
                 with torch.no_grad():
-                    torch._foreach_add_(
-                        [p.grad for p in decayed], torch._foreach_mul(decayed, coefficients)
-                    )
-            self.opt.step()
+                    # grad += c ⊙ p in one fused call, no temporaries (half the cost of mul+add)
+                    torch._foreach_addcmul_([p.grad for p in decayed], decayed, coefficients)
+            opt.step()
             taken += 1
-            if self.stream.at_epoch_end or (budget is not None and budget.over()):
+            if stream.at_epoch_end or (budget is not None and budget.over()):
                 break
         return taken
 

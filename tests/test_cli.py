@@ -129,6 +129,8 @@ def test_unknown_name_exits_2_listing_known_names(
         (("--set", "K=abc"), "K"),
         (("--set", "K=2.5"), "K"),
         (("--set", "unroll.K=0"), "K"),
+        (("--set", "ift_neumann.alpha=-1"), "alpha"),  # a method that is not selected
+        (("--set", "ift_neumann.nosuch=1"), "nosuch"),
         (("--set", "hyper_lr=-1"), "hyper_lr"),
         (("--set", "nosuchfield=1"), "nosuchfield"),
         (("--set", "K"), "key=value"),
@@ -247,6 +249,26 @@ def test_changed_task_setting_is_a_new_cell(cli: Cli, tmp_path: Path) -> None:
     assert res.code == 0 and "skipping" not in res.err
     finals = [r for r in read_rows(tmp_path / RESULTS_FILE) if r["final"]]
     assert sorted(r["epoch"] for r in finals) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("--dtype", "float32"), ("--dtype", "float64")),
+        (("--set", "task.epochs=1"), ("--set", "task.epochs=1", "--budget-s", "0.5")),
+    ],
+)
+def test_changed_dtype_or_budget_is_a_new_cell(
+    cli: Cli, tmp_path: Path, first: tuple[str, ...], second: tuple[str, ...]
+) -> None:
+    common = ("run", "--tasks", "ridge", "--methods", "fixed", "--seeds", "0", "--out", tmp_path)
+    common += ("--no-report",)
+    assert cli(*common, *first).code == 0
+    res = cli(*common, *second)
+    assert res.code == 0 and "skipping" not in res.err, res.err
+    finals = [r for r in read_rows(tmp_path / RESULTS_FILE) if r["final"]]
+    assert len(finals) == 2 and finals[0]["cell"] != finals[1]["cell"]
+    assert cli(*common, *second).err.count("1 of 1 cells already finished") == 1
 
 
 # --- resuming ----------------------------------------------------------------------------------
