@@ -51,6 +51,23 @@ def _common(p: argparse.ArgumentParser, default_dtype: str) -> None:
     p.add_argument("--data-dir", type=Path, help="dataset root (or set HGBENCH_DATA)")
     p.add_argument("--timeout-s", type=float, help="wall-clock limit per cell (status timeout)")
     p.add_argument("--no-report", action="store_true", help="only write results.jsonl")
+    ray = p.add_argument_group("executor (where cells run)")
+    ray.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: one cell after another in this process; ray: cells as Ray tasks, one per "
+        "GPU (or per --ray-cpus-per-cell CPUs)",
+    )
+    ray.add_argument(
+        "--address", help="(ray) join this Ray cluster, e.g. HEAD:6379; default: start Ray here"
+    )
+    ray.add_argument(
+        "--ray-cpus-per-cell", type=int, metavar="N", help="(ray) CPUs (and threads) per cell [1]"
+    )
+    ray.add_argument(
+        "--retries", type=int, metavar="N", help="(ray) reruns of a cell whose worker dies [2]"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,12 +91,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device(name: str | None) -> torch.device:
+def _device(name: str | None, executor: str) -> torch.device:
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    # Under Ray the cells run on the cluster's GPUs, which this driver need not have: the
+    # executor checks the cluster for one before any cell starts.
+    if name == "cuda" and not torch.cuda.is_available() and executor == "local":
         raise UsageError("--device cuda: no CUDA device is available here")
     return torch.device(name)
+
+
+def _executor_options(args: argparse.Namespace) -> dict[str, object]:
+    """The RayExecutor's options, checked (and Ray's presence) before any work starts."""
+    given = {
+        "--address": args.address,
+        "--ray-cpus-per-cell": args.ray_cpus_per_cell,
+        "--retries": args.retries,
+    }
+    if args.executor == "local":
+        for flag, value in given.items():
+            if value is not None:
+                raise UsageError(f"{flag} applies to --executor ray only")
+        return {}
+    from hgbench.executors import import_ray
+
+    import_ray()
+    cpus = 1 if args.ray_cpus_per_cell is None else args.ray_cpus_per_cell
+    retries = 2 if args.retries is None else args.retries
+    if cpus < 1:
+        raise UsageError("--ray-cpus-per-cell must be at least 1")
+    if retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    return {"address": args.address, "cpus_per_cell": cpus, "retries": retries}
 
 
 def _list(what: str) -> int:
@@ -101,6 +144,7 @@ def _list(what: str) -> int:
 
 
 def _execute(args: argparse.Namespace, mode: str) -> int:
+    from hgbench.executors import LocalExecutor, RayExecutor
     from hgbench.planning import plan_cells
     from hgbench.runner import Runner, RunOptions
     from hgbench.store import ResultStore
@@ -116,7 +160,8 @@ def _execute(args: argparse.Namespace, mode: str) -> int:
     repeats = getattr(args, "repeats", 3)
     if repeats < 1:
         raise UsageError("--repeats must be at least 1")
-    device = _device(args.device)
+    ray_options = _executor_options(args)
+    device = _device(args.device, args.executor)
     suite = SUITES[args.suite]
     context = {"device": device.type, "dtype": args.dtype, "budget_s": budget_s}
     if mode == "probe":
@@ -135,11 +180,18 @@ def _execute(args: argparse.Namespace, mode: str) -> int:
         timeout_s=args.timeout_s,
         probe_repeats=repeats,
     )
+    runner = Runner(ResultStore(out), options)
+    if args.executor == "ray":
+        executor: LocalExecutor | RayExecutor = RayExecutor(runner, **ray_options)
+        via = f" via Ray ({args.address or 'started here'})"
+    else:
+        executor, via = LocalExecutor(runner), ""
     print(
-        f"hgbench {mode}: {len(cells)} cells on {device} ({args.dtype}) -> {out}", file=sys.stderr
+        f"hgbench {mode}: {len(cells)} cells on {device} ({args.dtype}){via} -> {out}",
+        file=sys.stderr,
     )
     start = time.perf_counter()
-    counts = Runner(ResultStore(out), options).run(cells)
+    counts = executor.run(cells)
     done = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     print(f"finished in {time.perf_counter() - start:.1f}s: {done}", file=sys.stderr)
     print(f"results: {out / 'results.jsonl'}")

@@ -1,8 +1,13 @@
-"""The environment recorded in every row: versions, git sha, device name."""
+"""The environment recorded in every row: versions, git sha, host, device name and which GPU.
+
+Executors add where a cell ran (`hgbench.executors`: the Ray node id and the GPU ids Ray assigned);
+what is recorded here is the same for every executor.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -36,14 +41,16 @@ def git_sha() -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str | None:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        # None where this process sees no GPU (a Ray driver on a CPU-only login node)
+        return torch.cuda.get_device_name(device) if torch.cuda.is_available() else None
     return platform.processor() or platform.machine() or "cpu"
 
 
 @functools.cache
-def _static_env() -> dict[str, object]:
+def software_env() -> dict[str, object]:
+    """Versions and git sha: the same in every process of one installation."""
     import hgbench
 
     return {
@@ -53,10 +60,33 @@ def _static_env() -> dict[str, object]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "cuda": torch.version.cuda,
+    }
+
+
+def gpu_placement(device: torch.device) -> dict[str, object]:
+    """Which GPU a cuda device is: the index this process sees, its UUID (stable across
+    processes and renumbering), and CUDA_VISIBLE_DEVICES (how the index maps to the machine's)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return {}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return {
+        "gpu_index": index,
+        "gpu_uuid": None if uuid is None else f"GPU-{uuid}",
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def placement(device: torch.device) -> dict[str, object]:
+    """Where this process runs: host, CPU threads (read live: an executor may set them after
+    the first row), device name and which GPU."""
+    return {
         "host": platform.node(),
         "cpu_threads": torch.get_num_threads(),
+        "device_name": device_name(device),
+        **gpu_placement(device),
     }
 
 
 def environment(device: torch.device) -> dict[str, object]:
-    return {**_static_env(), "device_name": device_name(device)}
+    return {**software_env(), **placement(device)}

@@ -15,7 +15,6 @@ import math
 import signal
 import statistics
 import sys
-import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typing import Any
 
 import torch
 
-from hgbench.envinfo import environment
+from hgbench.envinfo import environment, software_env
 from hgbench.errors import DivergedError
 from hgbench.hparams import HParamSpace
 from hgbench.method import METHODS, Budget, Checkpoint, Method, Objective
@@ -125,30 +124,10 @@ class Runner:
 
     # --- driving -----------------------------------------------------------------------------
     def run(self, cells: list[Cell]) -> dict[str, int]:
-        finished = self.store.finished_cells()
-        todo = [c for c in cells if c.key not in finished]
-        skipped = len(cells) - len(todo)
-        if skipped:
-            print(
-                f"resuming: {skipped} of {len(cells)} cells already finished in "
-                f"{self.store.path}, skipping them",
-                file=self.log,
-            )
-        counts: dict[str, int] = {}
-        start = time.perf_counter()
-        for k, cell in enumerate(todo, 1):
-            status = self.execute(cell)
-            counts[status] = counts.get(status, 0) + 1
-            elapsed = time.perf_counter() - start
-            eta = elapsed / k * (len(todo) - k)
-            print(
-                f"[cell {k}/{len(todo)}] {cell.label()} seed {cell.seed}: {status} | "
-                f"elapsed {elapsed:.0f}s, remaining ~{eta:.0f}s",
-                file=self.log,
-                flush=True,
-            )
-        counts["previously_finished"] = skipped
-        return counts
+        """Execute the unfinished `cells` one after another in this process."""
+        from hgbench.executors import LocalExecutor  # executors builds on this module
+
+        return LocalExecutor(self).run(cells)
 
     def problem(self, task: Task, seed: int) -> Problem:
         key = (task, seed)
@@ -159,8 +138,9 @@ class Runner:
             self._problem_key = key
         return self._problem
 
-    def execute(self, cell: Cell) -> str:
-        base = {
+    def base_row(self, cell: Cell) -> dict[str, Any]:
+        """The fields every row of one attempt at `cell` shares."""
+        return {
             "mode": cell.mode,
             "suite": cell.suite,
             "task": cell.task.name,
@@ -173,6 +153,16 @@ class Runner:
             "dtype": str(self.opt.dtype).removeprefix("torch."),
             "env": environment(self.opt.device),
         }
+
+    def record_failure(self, cell: Cell, error: str, where: dict[str, Any]) -> None:
+        """A final `failed` row for a cell whose execution never reported back (its worker
+        died); `where` is what is known of where it ran, in place of this process's placement."""
+        base = self.base_row(cell)
+        base["env"] = {**software_env(), **where}
+        self._finish(base, [], status="failed", error=error)
+
+    def execute(self, cell: Cell) -> str:
+        base = self.base_row(cell)
         watch = Stopwatch(self.opt.device)
         mem = PeakMemory(self.opt.device)
         pending: list[dict] = []  # the latest row is held back until we know whether it is final

@@ -84,8 +84,10 @@ def test_list_unknown_kind_exits_2(cli: Cli) -> None:
 
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Replaces `Runner.run` with a stub that records its calls, for checks that must stop before
-    any work whatever the engine does (an accepted bad value cannot hang or slow the test)."""
+    """Replaces the executors' `run` with a stub that records its calls, for checks that must
+    stop before any work whatever the engine does (an accepted bad value cannot hang or slow
+    the test)."""
+    from hgbench.executors import LocalExecutor, RayExecutor
     from hgbench.runner import Runner
 
     calls: list[int] = []
@@ -94,7 +96,8 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(len(cells))
         return {"ok": len(cells)}
 
-    monkeypatch.setattr(Runner, "run", stub)
+    for executor in (Runner, LocalExecutor, RayExecutor):
+        monkeypatch.setattr(executor, "run", stub)
     return calls
 
 
