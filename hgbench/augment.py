@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from hgbench.hparams import HParam
+from hgbench.hparams import AUG_PREFIX, HParam
 
 # Generators of the 2D affine group's Lie algebra, acting on homogeneous (x, y, 1).
 AFFINE_GENERATORS = torch.tensor(
@@ -138,6 +138,42 @@ def affine(
     theta = affine_matrices(magnitudes, noise)[..., :2, :].reshape(s * b, 2, 3)
     repeated = x.expand(s, *x.shape).reshape(s * b, *x.shape[1:])  # (S * B, C, H, W)
     return _sample(repeated, theta)
+
+
+# --- learned invariance (lila, Immer et al. 2022): S affine copies, logits averaged over them --
+
+AFFINE = AUG_PREFIX + "affine"  # the hparam: 6 magnitudes η, in AFFINE_NAMES order
+
+
+def affine_hparam(init: float) -> HParam:
+    """The `learned_affine` setting's hparam: all six magnitudes start at `init`."""
+    return HParam(AFFINE, (6,), init, 0.0, 1.0)
+
+
+def learned_affine_copies(
+    x: Tensor, magnitudes: Tensor, n_samples: int, generator: torch.Generator
+) -> Tensor:
+    """S affine copies of each image from magnitudes η (6,): (B, C, H, W) -> (B, S, C, H, W)."""
+    b = x.shape[0]
+    out = affine(x, magnitudes, generator, n_samples=n_samples)  # (S * B, C, H, W) sample-major
+    return out.view(n_samples, b, *x.shape[1:]).transpose(0, 1)
+
+
+class AveragedLogits(nn.Module):
+    """Wraps a classifier: (B, C, H, W) as it is; (B, S, C, H, W) -> logits averaged over S.
+
+    Examples stay independent (per-example Jacobians and K-FAC see S copies of each example).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim == 5:
+            b, s = x.shape[:2]
+            return self.net(x.flatten(0, 1)).view(b, s, -1).mean(1)
+        return self.net(x)
 
 
 # --- a learned augmentation network (Lorraine et al. 2020, §5.3): every weight is an hparam ----

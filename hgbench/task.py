@@ -245,12 +245,15 @@ class Problem:
     def evaluate(
         self, params: Params, hparams: HParams, split: str = "test", chunk: int = 2000
     ) -> dict[str, float]:
-        """Accuracy and mean NLL on a split, in chunks (untimed: the runner calls it)."""
+        """Accuracy and mean NLL on a split, in chunks (untimed: the runner calls it). No graph
+        is built: a checkpoint's params may require grad, and an evaluation of 10k test images ×
+        S augmented copies would otherwise hold every activation."""
         x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
         correct, nll = 0.0, 0.0
         predict = getattr(self.task, "predict", None)  # e.g. test-time augmentation averaging
         for xs, ys in zip(x.split(chunk), y.split(chunk), strict=True):
-            f = predict(self, params, hparams, xs) if predict else self.forward(params, xs)
+            with torch.no_grad():
+                f = predict(self, params, hparams, xs) if predict else self.forward(params, xs)
             correct += (f.argmax(-1) == ys).sum().item()
             nll += self.nll(f, ys).item() * ys.shape[0]
         return {f"{split}_acc": correct / y.shape[0], f"{split}_nll": nll / y.shape[0]}

@@ -17,17 +17,25 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from hgbench.augment import augment_net, augnet_hparams, flip_crop
-from hgbench.hparams import HParam, HParams
+from hgbench.augment import (
+    AFFINE,
+    AveragedLogits,
+    affine_hparam,
+    augment_net,
+    augnet_hparams,
+    flip_crop,
+    learned_affine_copies,
+)
+from hgbench.hparams import HParam, HParams, Params
 from hgbench.seeding import derive_seed, make_generator
-from hgbench.task import Splits, Task, register_task
+from hgbench.task import Problem, Splits, Task, register_task
 from hgbench.tasks.cifar10_data import CifarArrays, find_layout, load_cifar10, train_val_split
 from hgbench.tasks.models import FixupResNet, FixupWideResNet
 
 MEAN = (0.4914, 0.4822, 0.4465)  # per-channel statistics of the CIFAR-10 training set
 STD = (0.2470, 0.2435, 0.2616)
 SUBSETS = {"1k": 1000, "5k": 5000, "10k": 10000, "20k": 20000, "50k": 50000}
-AUGMENTATIONS = ("none", "flipcrop", "augnet")
+AUGMENTATIONS = ("none", "flipcrop", "augnet", "learned_affine")
 
 
 def cifar_dir() -> Path:
@@ -52,8 +60,13 @@ class Cifar10Task(Task):
 
     n_labelled: int = 1000
     val_fraction: float = 0.1
-    augmentation: str = "none"  # "none" | "flipcrop" | "augnet" (flip-crop, then a learned net)
+    # "none" | "flipcrop" | "augnet" (flip-crop, then a learned net) | "learned_affine" (lila:
+    # S copies from six learned affine magnitudes, logits averaged, at training and test time)
+    augmentation: str = "none"
     arch: str = "fixup_resnet8"  # "fixup_resnet8" (depth 8, width 16) | "fixup_wrn16_4"
+    n_samples: int = 4  # learned_affine: S copies per example at training time (cost × S)
+    test_samples: int = 8  # learned_affine: S at test time
+    affine_init: float = 0.05  # learned_affine: initial value of all six magnitudes
 
     def check_available(self) -> None:
         _arrays(cifar_dir())  # raises DataUnavailableError naming the directory
@@ -74,18 +87,35 @@ class Cifar10Task(Task):
 
     def make_model(self) -> nn.Module:
         if self.arch == "fixup_wrn16_4":
-            return FixupWideResNet(depth=16, widen=4, n_classes=10)
-        return FixupResNet(depth=8, width=16, n_classes=10)
+            net: nn.Module = FixupWideResNet(depth=16, widen=4, n_classes=10)
+        else:
+            net = FixupResNet(depth=8, width=16, n_classes=10)
+        return AveragedLogits(net) if self.augmentation == "learned_affine" else net
 
     def extra_hparams(self) -> list[HParam]:
-        return augnet_hparams(channels=3) if self.augmentation == "augnet" else []
+        if self.augmentation == "augnet":
+            return augnet_hparams(channels=3)
+        if self.augmentation == "learned_affine":
+            return [affine_hparam(self.affine_init)]
+        return []
 
     def augment(self, x: Tensor, hparams: HParams, generator: torch.Generator) -> Tensor:
+        if self.augmentation == "learned_affine":
+            return learned_affine_copies(x, hparams[AFFINE], self.n_samples, generator)
         if self.augmentation in ("flipcrop", "augnet"):
             x = flip_crop(x, generator)
         if self.augmentation == "augnet":
             x = augment_net(x, hparams, generator)
         return x
+
+    def predict(self, problem: Problem, params: Params, hparams: HParams, x: Tensor) -> Tensor:
+        """Test-time logits; with learned_affine averaged over `test_samples` copies from the
+        learned distribution (a fixed noise stream: every evaluation of a state agrees)."""
+        if self.augmentation != "learned_affine":
+            return problem.forward(params, x)
+        gen = problem.generator("test-augmentation")
+        copies = learned_affine_copies(x, hparams[AFFINE], self.test_samples, gen)
+        return problem.forward(params, copies)
 
 
 # Epochs shrink as subsets grow so each cell costs minutes on a GPU; --set task.epochs=N overrides.

@@ -19,41 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hgbench.augment import affine
-from hgbench.hparams import AUG_PREFIX, HParam, HParams, Params
+from hgbench.augment import AFFINE, AveragedLogits, affine, affine_hparam, learned_affine_copies
+from hgbench.hparams import HParam, HParams, Params
 from hgbench.seeding import derive_seed, make_generator
 from hgbench.task import Problem, Splits, register_task
 from hgbench.tasks.digits import DigitsTask, digits_splits
 from hgbench.tasks.models import MLP, SmallCNN
 
-AFFINE = AUG_PREFIX + "affine"
 ROTATE = 2  # index of the rotation magnitude in aug.affine
-
-
-class AveragedLogits(nn.Module):
-    """Wraps a classifier: (B, C, H, W) as it is; (B, S, C, H, W) -> logits averaged over S.
-
-    Examples stay independent (per-example Jacobians and K-FAC see S copies of each example).
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.ndim == 5:
-            b, s = x.shape[:2]
-            return self.net(x.flatten(0, 1)).view(b, s, -1).mean(1)
-        return self.net(x)
-
-
-def learned_affine_copies(
-    x: Tensor, magnitudes: Tensor, n_samples: int, generator: torch.Generator
-) -> Tensor:
-    """S affine copies of each image from magnitudes η (6,): (B, C, H, W) -> (B, S, C, H, W)."""
-    b = x.shape[0]
-    out = affine(x, magnitudes, generator, n_samples=n_samples)  # (S * B, C, H, W) sample-major
-    return out.view(n_samples, b, *x.shape[1:]).transpose(0, 1)
 
 
 def rotate_each(x: Tensor, max_angle: float, generator: torch.Generator) -> Tensor:
@@ -102,7 +75,7 @@ class RotatedDigitsTask(DigitsTask):
     def extra_hparams(self) -> list[HParam]:
         if not self.learn_affine:
             return []
-        return [HParam(AFFINE, (6,), self.affine_init, 0.0, 1.0)]
+        return [affine_hparam(self.affine_init)]
 
     def augment(self, x: Tensor, hparams: HParams, generator: torch.Generator) -> Tensor:
         if AFFINE not in hparams:
