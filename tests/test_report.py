@@ -406,3 +406,54 @@ def test_empty_and_missing_results(tmp_path):
     (tmp_path / "results.jsonl").write_text('{"mode": "run", "cell": "x", "final": fal')
     report = write_report(tmp_path).read_text()
     assert "No completed cells" in report and "## Run" not in report
+
+
+def _bound_rows() -> list[dict[str, Any]]:
+    """Marglik probe rows: (structure, M, split, bound kind, time, value); exact value −0.5."""
+    points = [
+        ("full", None, "none", "exact", 10.0, -0.5),
+        ("diag", None, "none", "lower_bound", 1.0, -2.0),
+        ("kernel", 50, "none", "lower_bound", 0.05, -0.7),
+        ("kernel", 200, "single", "lower_bound_in_expectation", 0.01, -0.9),
+        ("kernel", 10, "none", "lower_bound", 0.02, -1.5),  # dominated by M=200 single
+        ("kron", 50, "none", "approximation", 0.001, -0.6),  # fast and close, but no bound
+    ]
+    rows = []
+    for i, (structure, m, split, bound, t, v) in enumerate(points):
+        params = {"structure": structure, "split": split, "bound": bound}
+        if m is not None:
+            params["block_size"] = m
+        rows.append(
+            {
+                **_base("probe", "digits", 0, 0),
+                "cell": f"probe/digits/{i}",
+                "status": "ok",
+                "method": "laplace_full" if m is None else "laplace_ntk",
+                "method_params": params,
+                "final": True,
+                "time_s": 3 * t,
+                "peak_mem_mb": 1.0,
+                "hg_time_s": t,
+                "hg_cos": 0.9,
+                "hg_rel_err": 0.1,
+                "value": v,
+                "exact_value": -0.5,
+                "reference": "exact",
+            }
+        )
+    return rows
+
+
+def test_bound_pareto_figure_joins_only_non_dominated_bounds():
+    from hgbench.report import bounds
+
+    rows = load_rows_from(_bound_rows())
+    assert bounds.has_bounds(rows) and not bounds.has_bounds(load_rows_from(probe_rows()))
+    fig = bounds.bound_pareto_figure(rows)
+    (ax,) = fig.axes
+    (front,) = [line for line in ax.get_lines() if line.get_drawstyle() == "steps-post"]
+    # the approximation (kron) and the dominated bounds (M=10, diag) are not on the front
+    assert list(front.get_xdata()) == [0.01, 0.05, 10.0]
+    assert list(front.get_ydata()) == [0.9, 0.7, 0.5]
+    hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "none"]
+    assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in hollow] == [(0.001, 0.6)]

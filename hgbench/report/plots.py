@@ -7,6 +7,7 @@ global figure registry to leak into, and nothing changes the backend of a user's
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,8 +83,12 @@ def _prepare(rows: pd.DataFrame, style: Style | None) -> tuple[pd.DataFrame, Sty
     return rows, style if style is not None else make_style(rows)
 
 
+LEGEND_ROOM = 2.2  # inches beside the axes for the legend, before `_legend` sizes it
+LEGEND_WRAP = 48  # characters per legend line
+
+
 def _figure(ncols: int) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(5.2 * ncols + 2.2, 4.2), layout="constrained")
+    fig = Figure(figsize=(5.2 * ncols + LEGEND_ROOM, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
@@ -92,11 +97,24 @@ def _figure(ncols: int) -> tuple[Figure, list[Axes]]:
 def _legend(fig: Figure, style: Style, labels: Sequence[str], extra: Sequence[Line2D] = ()) -> None:
     """A figure legend with uniform proxies, so highlighted points do not change legend marks."""
     handles = [
-        Line2D([], [], color=style.color(lab), marker=style.marker(lab), linestyle="-", label=lab)
+        Line2D(
+            [],
+            [],
+            color=style.color(lab),
+            marker=style.marker(lab),
+            linestyle="-",
+            label=textwrap.fill(lab, LEGEND_WRAP, subsequent_indent="  "),
+        )
         for lab in labels
     ]
     handles += list(extra)
     if handles:
+        # Make room for the legend beside the axes: long config labels would otherwise squeeze
+        # the axes to nothing (constrained layout then gives up and the legend covers the plot).
+        chars = max(len(line) for h in handles for line in str(h.get_label()).splitlines())
+        lines = sum(len(str(h.get_label()).splitlines()) + 0.4 for h in handles)
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width - LEGEND_ROOM + 0.9 + 0.075 * chars, max(height, 0.18 * lines))
         fig.legend(handles=handles, loc="outside right upper", fontsize="small", frameon=False)
 
 

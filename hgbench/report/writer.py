@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hgbench.report import plots, schedules, tables
+from hgbench.report import bounds, plots, schedules, tables
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
@@ -153,7 +153,20 @@ def _probe_section(task: str, rows: pd.DataFrame, style: plots.Style, out_dir: P
         plots.probe_error_figure(rows, style, title=f"{task}: hypergradient error vs time"), error
     )
     parts += ["", _image(f"{task} error vs time", error, out_dir)]
-    if plots.has_values(rows):
+    if bounds.has_bounds(rows):  # marginal-likelihood estimators: the bound Pareto figure
+        path = figs / f"probe_{_safe(task)}_bounds.png"
+        _save(bounds.bound_pareto_figure(rows, title=f"{task}: marglik estimators"), path)
+        parts += [
+            "",
+            "Each estimator's −log marglik / N against its time per hyper-step (one value and "
+            "hypergradient); colour: structure, marker: output split, M: points per block (N: "
+            "the full batch). Filled points are lower bounds on log q (single splits: in "
+            "expectation), so they sit on or above the exact line; the grey line joins the "
+            "non-dominated bounds.",
+            "",
+            _image(f"{task} bounds vs time", path, out_dir),
+        ]
+    elif plots.has_values(rows):
         value = figs / f"probe_{_safe(task)}_value.png"
         _save(
             plots.probe_value_figure(rows, style, title=f"{task}: objective value vs time"), value
