@@ -140,3 +140,33 @@ def augment_fixed(problem: Problem, hparams):
     from hgbench.laplace import augmented_inputs
 
     return augmented_inputs(problem, hparams, problem.data.x_train)
+
+
+def test_full_structure_takes_the_smaller_side_with_the_same_value() -> None:
+    """FullCurvature keeps the rows while r ≤ P (an r × r log-det) and folds them into the P × P
+    Gram past that; both must give the dense log det(P0 + LᵀL) − log det P0. (The comparisons
+    with laplace-torch above exercise both sides too: MLP r = 400 < P = 610, CNN r = 400 > 358.)"""
+    from hgbench.laplace.ggn import FullCurvature
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"w": torch.Size([6, 5]), "b": torch.Size([6])}  # P = 36
+    delta = {
+        "w": torch.tensor(0.7, dtype=torch.float64),
+        "b": torch.tensor(3.0, dtype=torch.float64),
+    }
+    flat_delta = torch.cat([delta["w"].expand(30), delta["b"].expand(6)])
+
+    def chunk(r: int) -> dict[str, torch.Tensor]:
+        return {
+            k: torch.randn(r, *s, generator=gen, dtype=torch.float64) for k, s in shapes.items()
+        }
+
+    for sizes in ([10, 20], [10, 20, 30]):  # 30 rows ≤ P: kept; 60 rows > P: a Gram
+        chunks = [chunk(r) for r in sizes]
+        curvature = FullCurvature(shapes)
+        for c in chunks:
+            curvature.add(c)
+        assert (curvature.gram is None) == (sum(sizes) <= 36)
+        rows = torch.cat([torch.cat([c["w"].flatten(1), c["b"]], 1) for c in chunks])
+        dense = torch.logdet(torch.diag(flat_delta) + rows.T @ rows) - flat_delta.log().sum()
+        torch.testing.assert_close(curvature.logdet_ratio(delta), dense, rtol=1e-12, atol=0)

@@ -4,7 +4,8 @@ prior precision P0 = diag(δ), so hyper-steps that only change δ reuse one fit.
 Structures (P parameters, r = number of factor rows in the fit, see hgbench.laplace.jacobians):
 
     kernel     log det(I_r + L P0⁻¹ Lᵀ), the weighted NTK (function space)   O(r²P + r³)
-    full       log det(I_P + P0^{-1/2} LᵀL P0^{-1/2}), the full GGN          O(rP² + P³)
+    full       log det(I_P + P0^{-1/2} LᵀL P0^{-1/2}), the full GGN          O(rP² + P³), or
+               the kernel side O(r²P + r³) while r ≤ P
     blockdiag  Σ_t of `full` per parameter tensor t                          O(r Σ P_t² + Σ P_t³)
     kron       Σ_layers K-FAC (hgbench.laplace.kron); tensors outside Linear/Conv2d layers fall back
                to their exact per-tensor block
@@ -27,7 +28,12 @@ from torch import Tensor
 
 from hgbench.laplace.jacobians import Rows
 from hgbench.laplace.kron import KronBlock
-from hgbench.laplace.logdet import diagonal_logdet, logdet_spd, scaled_gram_logdet
+from hgbench.laplace.logdet import (
+    diagonal_logdet,
+    identity_plus_gram_logdet,
+    logdet_spd,
+    scaled_gram_logdet,
+)
 
 
 class Structure(str, Enum):
@@ -81,19 +87,35 @@ class KernelCurvature:
 
 @dataclass
 class FullCurvature:
-    """The full GGN G = Σ LᵀL (P × P), accumulated chunk by chunk."""
+    """The full GGN G = Σ LᵀL (P × P), accumulated chunk by chunk.
+
+    While there are fewer factor rows r than parameters P the rows themselves are kept and the
+    log-det is taken on the r × r side, log det(I_r + L P0⁻¹ Lᵀ) (Sylvester: the same number),
+    which costs r²P + r³ per prior instead of P³; past r = P they fold into the P × P Gram.
+    """
 
     shapes: dict[str, torch.Size]
     gram: Tensor | None = None
+    rows: list[Tensor] = field(default_factory=list)  # (r_i, P) chunks while Σ r_i ≤ P
 
     def add(self, rows: Rows) -> None:
         flat = torch.cat([rows[k].flatten(1) for k in self.shapes], dim=1)  # (r, P)
-        term = flat.T @ flat
-        self.gram = term if self.gram is None else self.gram + term
+        n_params = flat.shape[1]
+        if self.gram is None and sum(r.shape[0] for r in self.rows) + flat.shape[0] <= n_params:
+            self.rows.append(flat)
+            return
+        for kept in [*self.rows, flat]:
+            term = kept.T @ kept
+            self.gram = term if self.gram is None else self.gram + term
+        self.rows = []
 
     def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
-        assert self.gram is not None, "no rows added"
-        return scaled_gram_logdet(self.gram, _flat_delta(delta, self.shapes))
+        flat_delta = _flat_delta(delta, self.shapes)
+        if self.gram is None:
+            assert self.rows, "no rows added"
+            white = torch.cat(self.rows) * flat_delta.rsqrt()
+            return identity_plus_gram_logdet(white, side="rows")
+        return scaled_gram_logdet(self.gram, flat_delta)
 
 
 @dataclass

@@ -116,15 +116,20 @@ def kron_factors(
         if b_sums is None:
             b_sums = [{} for _ in weights]
         for name, cap in captured.items():
+            # Σ g gᵀ and Σ a aᵀ as one (items × features) matmul each: several times faster on
+            # a CPU than the equivalent einsum over (K, rows, positions)
+            g = cap.g.reshape(-1, cap.g.shape[-1])  # (K · rows · R, out)
             for group, w in zip(b_sums, weights, strict=True):
-                # weight of factor row (n, k) on every copy and position of example n
-                wk = w.T.repeat_interleave(cap.copies, dim=1)[:, :, None, None]  # (K, rows, 1, 1)
-                term = torch.einsum("krpi,krpj->ij", cap.g * wk, cap.g)
+                if row_weights is None:
+                    term = g.T @ g
+                else:  # weight of factor row (n, k) on every copy and position of example n
+                    wk = w.T.repeat_interleave(cap.copies, dim=1)[:, :, None, None]
+                    term = (cap.g * wk).reshape(g.shape).T @ g
                 group[name] = group[name] + term if name in group else term
-            a = cap.a
-            term = torch.einsum("rpi,rpj->ij", a, a)
+            a = cap.a.reshape(-1, cap.a.shape[-1])  # (rows · R, in')
+            term = a.T @ a
             a_sums[name] = a_sums[name] + term if name in a_sums else term
-            a_counts[name] = a_counts.get(name, 0) + a.shape[0] * a.shape[1]
+            a_counts[name] = a_counts.get(name, 0) + a.shape[0]
         outputs.append(f)
     assert b_sums is not None
     out: list[dict[str, KronBlock]] = []
