@@ -81,11 +81,11 @@ class SGDTrainer:
         coefficients = list(decay.values())
         # this loop is the floor every method is compared against: look everything up once
         stream, model, opt, gen = self.stream, self.model, self.opt, self.aug_generator
-        data_loss = self.problem.data_loss
+        augment, nll = self.problem.task.augment, self.problem.nll
         taken = 0
         while n is None or taken < n:
             x, y = stream.next()
-            loss = data_loss(model, hparams, x, y, gen)
+            loss = nll(model(augment(x, hparams, gen)), y)  # Problem.data_loss, inlined
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if decayed:
