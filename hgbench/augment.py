@@ -159,6 +159,16 @@ def learned_affine_copies(
     return out.view(n_samples, b, *x.shape[1:]).transpose(0, 1)
 
 
+def learned_affine_prediction(
+    problem, params, hparams: dict[str, Tensor], x: Tensor, n_samples: int
+) -> Tensor:
+    """Test-time logits of a `learned_affine` task: averaged over `n_samples` copies from the
+    learned distribution, drawn from a fixed noise stream so every evaluation of a state agrees.
+    `problem` is the task's Problem (its forward and named generators)."""
+    gen = problem.generator("test-augmentation")
+    return problem.forward(params, learned_affine_copies(x, hparams[AFFINE], n_samples, gen))
+
+
 class AveragedLogits(nn.Module):
     """Wraps a classifier: (B, C, H, W) as it is; (B, S, C, H, W) -> logits averaged over S.
 

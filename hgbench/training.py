@@ -81,11 +81,11 @@ class SGDTrainer:
         coefficients = list(decay.values())
         # this loop is the floor every method is compared against: look everything up once
         stream, model, opt, gen = self.stream, self.model, self.opt, self.aug_generator
-        augment, nll = self.problem.task.augment, self.problem.nll
+        data_loss = self.problem.data_loss
         taken = 0
         while n is None or taken < n:
             x, y = stream.next()
-            loss = nll(model(augment(x, hparams, gen)), y)  # Problem.data_loss, inlined
+            loss = data_loss(model, hparams, x, y, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if decayed:

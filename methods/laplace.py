@@ -59,6 +59,14 @@ def all_labelled(problem: Problem) -> Problem:
     return Problem(problem.task, problem.seed, problem.device, problem.dtype, merged, problem.model)
 
 
+def _derived_bound(given: str, kind: BoundKind) -> str:
+    """The `bound` setting is reported, not chosen: it must be empty or match what the other
+    settings make of the estimator (so a stored row's label cannot lie)."""
+    if given not in ("", kind.value):
+        raise ValueError(f"bound is derived from the settings ({kind.value!r}), got {given!r}")
+    return kind.value
+
+
 def _structure_skip(problem: Problem, structure: Structure) -> str | None:
     hparams = problem.init_hparams()
     params = problem.init_params()
@@ -129,10 +137,9 @@ class LaplaceFull(Method):
             raise ValueError("hypersteps, aug_hypersteps and burnin must be ≥ 0")
         if self.hyper_lr <= 0:
             raise ValueError("hyper_lr must be positive")
-        kind = bound_kind(self.structure, OutputSplit.NONE, all_data_one_block=True).value
-        if self.bound not in ("", kind):
-            raise ValueError(f"bound is derived from the structure ({kind!r}), got {self.bound!r}")
-        self.bound = kind
+        self.bound = _derived_bound(
+            self.bound, bound_kind(self.structure, OutputSplit.NONE, all_data_one_block=True)
+        )
 
     def skip_reason(self, problem: Problem) -> str | None:
         return _structure_skip(problem, self.structure)
@@ -260,10 +267,9 @@ class LaplaceNTK(Method):
             raise ValueError("block_size and hyper_every must be ≥ 1, burnin ≥ 0")
         if self.hyper_lr <= 0:
             raise ValueError("hyper_lr must be positive")
-        kind = bound_kind(self.structure, self.split, all_data_one_block=False).value
-        if self.bound not in ("", kind):
-            raise ValueError(f"bound is derived from the settings ({kind!r}), got {self.bound!r}")
-        self.bound = kind
+        self.bound = _derived_bound(
+            self.bound, bound_kind(self.structure, self.split, all_data_one_block=False)
+        )
         # probe mode: (state id) -> (blocks, partitioned value, spread); not a setting
         self._probe_cache: dict[int, tuple[list[torch.Tensor], float, float]] = {}
 

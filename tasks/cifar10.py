@@ -25,6 +25,7 @@ from hgbench.augment import (
     augnet_hparams,
     flip_crop,
     learned_affine_copies,
+    learned_affine_prediction,
 )
 from hgbench.hparams import HParam, HParams, Params
 from hgbench.seeding import derive_seed, make_generator
@@ -113,9 +114,7 @@ class Cifar10Task(Task):
         learned distribution (a fixed noise stream: every evaluation of a state agrees)."""
         if self.augmentation != "learned_affine":
             return problem.forward(params, x)
-        gen = problem.generator("test-augmentation")
-        copies = learned_affine_copies(x, hparams[AFFINE], self.test_samples, gen)
-        return problem.forward(params, copies)
+        return learned_affine_prediction(problem, params, hparams, x, self.test_samples)
 
 
 # Epochs shrink as subsets grow so each cell costs minutes on a GPU; --set task.epochs=N overrides.

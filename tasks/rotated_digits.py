@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hgbench.augment import AFFINE, AveragedLogits, affine, affine_hparam, learned_affine_copies
+from hgbench.augment import (
+    AFFINE,
+    AveragedLogits,
+    affine,
+    affine_hparam,
+    learned_affine_copies,
+    learned_affine_prediction,
+)
 from hgbench.hparams import HParam, HParams, Params
 from hgbench.seeding import derive_seed, make_generator
 from hgbench.task import Problem, Splits, register_task
@@ -87,9 +94,7 @@ class RotatedDigitsTask(DigitsTask):
         (a fixed noise stream, so every evaluation of a state gives the same numbers)."""
         if AFFINE not in hparams:
             return problem.forward(params, x)
-        gen = problem.generator("test-augmentation")
-        copies = learned_affine_copies(x, hparams[AFFINE], self.test_samples, gen)
-        return problem.forward(params, copies)
+        return learned_affine_prediction(problem, params, hparams, x, self.test_samples)
 
 
 register_task(
