@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from hgbench.errors import UsageError
+from hgbench.schema import RESULTS_FILE, Mode, ResultsFileError
 
 DEFAULT_OUT = Path("runs")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -51,6 +54,24 @@ def _common(p: argparse.ArgumentParser, default_dtype: str) -> None:
     p.add_argument("--data-dir", type=Path, help="dataset root (or set HGBENCH_DATA)")
     p.add_argument("--timeout-s", type=float, help="wall-clock limit per cell (status timeout)")
     p.add_argument("--no-report", action="store_true", help="only write results.jsonl")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads per cell (default 1 on a CPU: several processes or cells sharing "
+        "the cores would otherwise oversubscribe them)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="rerun cells that failed or timed out (their old rows stay but stop counting)",
+    )
+    p.add_argument(
+        "--rerun-noisy", action="store_true", help="rerun cells whose timing was flagged noisy"
+    )
+    p.add_argument("--compile", action="store_true", help="training steps through torch.compile")
+    p.add_argument(
+        "--channels-last", action="store_true", help="image batches in channels-last layout"
+    )
     ray = p.add_argument_group("executor (where cells run)")
     ray.add_argument(
         "--executor",
@@ -84,8 +105,32 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="hypergradient fidelity against exact references")
     _common(probe, "float64")
     probe.add_argument("--repeats", type=int, default=3, help="timed estimates per cell")
+    probe.add_argument(
+        "--probe-states",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also probe at N states drawn from the task's hparam space (reference at each)",
+    )
+    probe.add_argument(
+        "--save-estimates",
+        action="store_true",
+        help="keep every estimate and its reference under DIR/estimates/ (torch.save)",
+    )
+    probe.add_argument(
+        "--full",
+        action="store_true",
+        help="every probe_grid setting and the suite's seeds (default: a quick subset, seed 0)",
+    )
     report = sub.add_parser("report", help="redraw report.md and figures from stored results")
     report.add_argument("dir", type=Path)
+    report.add_argument(
+        "--export",
+        choices=["csv", "parquet"],
+        help="also write DIR/results.<format>: one tidy row per stored row",
+    )
+    check = sub.add_parser("check", help="list what is wrong with a results directory")
+    check.add_argument("dir", type=Path)
     lister = sub.add_parser("list", help="list registered methods, tasks or suites")
     lister.add_argument("what", choices=["methods", "tasks", "suites"])
     return parser
@@ -143,11 +188,48 @@ def _list(what: str) -> int:
     return 0
 
 
-def _execute(args: argparse.Namespace, mode: str) -> int:
-    from hgbench.executors import LocalExecutor, RayExecutor
+def _writable_dir(path: Path, flag: str) -> list[Path]:
+    """Check, creating nothing, that `path` is or can become a writable directory; return the
+    directories that would have to be created (outermost first)."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():
+            raise UsageError(f"{flag} {path}: {probe} is a broken symbolic link")
+        missing.insert(0, probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is" if probe == path else f"lies under {probe}, which is"
+        raise UsageError(f"{flag} {path} {where} a file, not a directory")
+    try:  # os.access says yes to root on read-only mounts: try a write
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {path}: cannot write in {probe} ({exc.strerror or exc})"
+        ) from None
+    return missing
+
+
+def _make_dirs(missing: list[Path]) -> None:
+    for d in missing:
+        d.mkdir()
+
+
+def _remove_dirs(missing: list[Path]) -> None:
+    """Undo `_make_dirs` for a command refused after all (only directories still empty)."""
+    for d in reversed(missing):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+def _execute(args: argparse.Namespace, mode: Mode) -> int:
+    from hgbench.executors import LocalExecutor, RayExecutor, Rerun
     from hgbench.planning import plan_cells
     from hgbench.runner import Runner, RunOptions
-    from hgbench.store import ResultStore
+    from hgbench.store import DirectoryLock, ResultStore
     from hgbench.suites import SUITES
 
     if args.data_dir is not None:
@@ -160,45 +242,124 @@ def _execute(args: argparse.Namespace, mode: str) -> int:
     repeats = getattr(args, "repeats", 3)
     if repeats < 1:
         raise UsageError("--repeats must be at least 1")
+    probe_states = getattr(args, "probe_states", 0)
+    if probe_states < 0:
+        raise UsageError("--probe-states must be 0 or more")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
     ray_options = _executor_options(args)
     device = _device(args.device, args.executor)
+    if args.channels_last and device.type != "cuda":
+        print("note: --channels-last mostly pays on a GPU", file=sys.stderr)
     suite = SUITES[args.suite]
     context = {"device": device.type, "dtype": args.dtype, "budget_s": budget_s}
-    if mode == "probe":
+    if mode == Mode.PROBE:
         context["repeats"] = repeats
-    cells = plan_cells(mode, suite, args.tasks, args.methods, args.seeds, args.sets, context)
-    out = args.out or DEFAULT_OUT / (suite.name if mode == "run" else f"{suite.name}-probe")
+    if args.compile or args.channels_last:
+        context.update(compile=args.compile, channels_last=args.channels_last)
+    full = getattr(args, "full", False)
+    seeds = args.seeds
+    if mode == Mode.PROBE and seeds is None and not full:
+        seeds = list(suite.seeds[:1])  # the quick default: one seed (--full: the suite's)
+    cells = plan_cells(
+        mode, suite, args.tasks, args.methods, seeds, args.sets, context, full_probe_grid=full
+    )
+    out = args.out or DEFAULT_OUT / (suite.name if mode == Mode.RUN else f"{suite.name}-probe")
+    missing = _writable_dir(out, "--out")
     if suite.gpu and device.type == "cpu" and not args.tasks:
         print(
             f"note: suite {suite.name!r} is sized for a GPU; on a CPU it will be slow",
             file=sys.stderr,
         )
+    threads = args.threads
+    if threads is None and device.type == "cpu" and args.executor == "local":
+        threads = 1
     options = RunOptions(
         device=device,
         dtype=DTYPES[args.dtype],
         budget_s=budget_s,
         timeout_s=args.timeout_s,
         probe_repeats=repeats,
+        probe_states=probe_states,
+        estimates_dir=out / "estimates" if getattr(args, "save_estimates", False) else None,
+        threads=threads,
+        compile=args.compile,
+        channels_last=args.channels_last,
     )
-    runner = Runner(ResultStore(out), options)
-    if args.executor == "ray":
-        executor: LocalExecutor | RayExecutor = RayExecutor(runner, **ray_options)
-        via = f" via Ray ({args.address or 'started here'})"
-    else:
-        executor, via = LocalExecutor(runner), ""
-    print(
-        f"hgbench {mode}: {len(cells)} cells on {device} ({args.dtype}){via} -> {out}",
-        file=sys.stderr,
-    )
-    start = time.perf_counter()
-    counts = executor.run(cells)
-    done = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-    print(f"finished in {time.perf_counter() - start:.1f}s: {done}", file=sys.stderr)
-    print(f"results: {out / 'results.jsonl'}")
-    if not args.no_report:
-        from hgbench.report import write_report
+    _make_dirs(missing)
+    lock = DirectoryLock(out)
+    try:
+        note = lock.acquire()
+    except UsageError:
+        _remove_dirs(missing)
+        raise
+    try:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        store = ResultStore(out)
+        try:
+            read = store.read()
+        except ResultsFileError as exc:
+            raise UsageError(str(exc)) from None
+        if read.n_skipped:
+            print(f"warning: {store.path}: {read.summary()}", file=sys.stderr)
+        torn = store.repair_tail()
+        if torn is not None:
+            print(f"note: moved a torn last line of {store.path} to {torn}", file=sys.stderr)
+        runner = Runner(store, options)
+        rerun = Rerun(failed=args.retry_failed, noisy=args.rerun_noisy)
+        if args.executor == "ray":
+            executor: LocalExecutor | RayExecutor = RayExecutor(runner, **ray_options, rerun=rerun)
+            via = f" via Ray ({args.address or 'started here'})"
+        else:
+            executor, via = LocalExecutor(runner, rerun), ""
+        print(
+            f"hgbench {mode.value}: {len(cells)} cells on {device} ({args.dtype}){via} -> {out}",
+            file=sys.stderr,
+        )
+        start = time.perf_counter()
+        try:
+            counts = executor.run(cells)
+        except UsageError:
+            if not store.path.exists():
+                lock.release()
+                _remove_dirs(missing)
+            raise
+        done = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        print(f"finished in {time.perf_counter() - start:.1f}s: {done}", file=sys.stderr)
+        print(f"results: {store.path}")
+        if not args.no_report:
+            print(f"report: {_report(out)}")
+    finally:
+        lock.release()
+    return 0
 
-        print(f"report: {write_report(out)}")
+
+def _report(out: Path, export: str | None = None) -> Path:
+    from hgbench.report import write_report
+
+    report = write_report(out)
+    if export is not None:
+        from hgbench.report.export import export_rows
+
+        print(f"table: {export_rows(out, export)}")
+    return report
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from hgbench.store import ResultStore
+
+    store = ResultStore(args.dir)
+    try:
+        read = store.read()
+    except ResultsFileError as exc:
+        raise UsageError(str(exc)) from None
+    if not store.path.exists():
+        raise UsageError(f"no {RESULTS_FILE} in {args.dir}")
+    _writable_dir(args.dir, "report")
+    if read.n_skipped:
+        print(f"warning: {store.path}: {read.summary()}", file=sys.stderr)
+    print(f"report: {_report(args.dir, args.export)}")
     return 0
 
 
@@ -215,13 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list(args.what)
         if args.command == "report":
-            from hgbench.report import write_report
+            return _report_command(args)
+        if args.command == "check":
+            from hgbench.check import check_directory
 
-            if not (args.dir / "results.jsonl").exists():
-                raise UsageError(f"no results.jsonl in {args.dir}")
-            print(f"report: {write_report(args.dir)}")
-            return 0
-        return _execute(args, args.command)
+            return check_directory(args.dir)
+        return _execute(args, Mode(args.command))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,8 +16,10 @@ import functools
 import logging
 import os
 import platform
+import socket
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import torch
@@ -28,9 +30,18 @@ from hgbench.runner import Cell, Runner, RunOptions
 RAY_MISSING = '--executor ray needs Ray, which is not installed: pip install -e ".[ray]"'
 
 
-def unfinished(cells: list[Cell], runner: Runner) -> tuple[list[Cell], int]:
-    """The cells without a final row in the store, saying how many are skipped."""
-    finished = runner.store.finished_cells()
+@dataclass(frozen=True)
+class Rerun:
+    """Which finished cells run again: those that failed or timed out, those flagged noisy."""
+
+    failed: bool = False
+    noisy: bool = False
+
+
+def unfinished(cells: list[Cell], runner: Runner, rerun: Rerun) -> tuple[list[Cell], int]:
+    """The cells without a final row in the store (or chosen to rerun), saying how many are
+    skipped."""
+    finished = runner.store.finished_cells(rerun.failed, rerun.noisy)
     todo = [c for c in cells if c.key not in finished]
     skipped = len(cells) - len(todo)
     if skipped:
@@ -45,11 +56,13 @@ def unfinished(cells: list[Cell], runner: Runner) -> tuple[list[Cell], int]:
 class LocalExecutor:
     """Runs the cells one after another in this process."""
 
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
+    def __init__(self, runner: Runner, rerun: Rerun = Rerun()) -> None:
+        self.runner, self.rerun = runner, rerun
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
-        todo, skipped = unfinished(cells, self.runner)
+        todo, skipped = unfinished(cells, self.runner, self.rerun)
+        if self.runner.options.threads:
+            torch.set_num_threads(self.runner.options.threads)
         counts: dict[str, int] = {}
         start = time.perf_counter()
         for k, cell in enumerate(todo, 1):
@@ -87,7 +100,7 @@ class _RowList:
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
 
-    def finished_cells(self) -> set[str]:
+    def finished_cells(self, retry_failed: bool = False, rerun_noisy: bool = False) -> set[str]:
         return set()  # the driver decided what to run
 
 
@@ -95,7 +108,7 @@ class _RowList:
 def _worker_runner(options: RunOptions) -> Runner:
     # One Runner per worker process and options, so a CPU worker that gets several cells of one
     # (task, seed) builds and warms up that problem once, as the local executor does.
-    return Runner(_RowList(), options)  # type: ignore[arg-type]
+    return Runner(_RowList(), options)
 
 
 def _execute_in_worker(
@@ -114,14 +127,15 @@ def _execute_in_worker(
         sys.path.append(driver_cwd)
     load_plugins()
     runner = _worker_runner(options)
-    runner.store = _RowList()  # type: ignore[assignment]
+    store = _RowList()
+    runner.store = store
     status = runner.execute(cell)
     where = {
         "executor": "ray",
         "node_id": ray.get_runtime_context().get_node_id(),
         "ray_gpu_ids": [str(i) for i in ray.get_gpu_ids()],
     }
-    rows = [{**row, "env": {**row["env"], **where}} for row in runner.store.rows]
+    rows = [{**row, "env": {**row["env"], **where}} for row in store.rows]
     return status, rows
 
 
@@ -132,6 +146,27 @@ def _failure_text(exc: BaseException, attempts: int) -> str:
         return f"worker raised: {type(exc.cause).__name__}: {exc.cause}"
     tries = f" ({attempts} attempt{'s' if attempts > 1 else ''})"
     return f"worker died{tries}: {type(exc).__name__}: {first}"
+
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A HOST:PORT address must accept a TCP connection within `timeout` seconds: Ray itself
+    retries an unreachable head for many minutes before it gives up."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local", a ray:// URL without a port: Ray resolves these quickly
+    host = host.removeprefix("ray://").strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(
+            f"the Ray cluster at {address} is unreachable ({reason} within {timeout:g} s); "
+            "is `ray start --head` running there?"
+        ) from None
 
 
 class RayExecutor:
@@ -147,11 +182,12 @@ class RayExecutor:
         address: str | None = None,
         cpus_per_cell: int = 1,
         retries: int = 2,
+        rerun: Rerun = Rerun(),
     ) -> None:
         self.ray = import_ray()
-        self.runner, self.address = runner, address
+        self.runner, self.address, self.rerun = runner, address, rerun
         self.cpus_per_cell, self.retries = cpus_per_cell, retries
-        self.gpu = runner.opt.device.type == "cuda"
+        self.gpu = runner.options.device.type == "cuda"
 
     def _connect(self) -> bool:
         """Start or join Ray; True when this executor did (and so must shut it down)."""
@@ -160,7 +196,14 @@ class RayExecutor:
             return False
         quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
         if self.address:
-            ray.init(address=self.address, **quiet)
+            check_reachable(self.address)
+            try:
+                ray.init(address=self.address, **quiet)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UsageError(
+                    f"cannot join the Ray cluster at {self.address}: {first}"
+                ) from None
         else:  # "local": a fresh instance on this machine's CPUs and GPUs, never a stale one
             ray.init(address="local", include_dashboard=False, **quiet)
         return True
@@ -193,7 +236,7 @@ class RayExecutor:
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
         runner, ray = self.runner, self.ray
-        todo, skipped = unfinished(cells, runner)
+        todo, skipped = unfinished(cells, runner, self.rerun)
         counts: dict[str, int] = {}
         if not todo:
             return {"previously_finished": skipped}  # nothing to run: no need to start Ray
@@ -212,7 +255,7 @@ class RayExecutor:
             )(_execute_in_worker).options(runtime_env={"env_vars": self._task_env()})
             cwd = os.getcwd()
             for cell in todo:
-                pending[task.remote(cell, runner.opt, self.cpus_per_cell, cwd)] = cell
+                pending[task.remote(cell, runner.options, self.cpus_per_cell, cwd)] = cell
             self._collect(pending, counts, len(todo), runner.log)
         except KeyboardInterrupt:
             # Rows of finished cells are stored; stop the rest now, killing their workers so

@@ -15,6 +15,10 @@ from torch import Tensor
 
 MatVec = Callable[[Tensor], Tensor]
 
+# Parameters: above this a dense Hessian (DENSE_LIMIT² entries, as many HVPs) costs too much for a
+# benchmark cell on a CPU; exact references switch to CG run to convergence.
+DENSE_LIMIT = 3000
+
 
 @dataclass(frozen=True)
 class Solution:

@@ -7,7 +7,8 @@ Timing contract (what the harness measures):
   held-out data, writes a row and resumes the clock. Yield once before training (step 0: the code
   before it is initialisation and untimed) and after every epoch (or whatever unit the method
   has); stop when `budget` says so.
-- `hypergradient` (probe mode) is timed as a whole, after one untimed warm-up call.
+- `prepare_probe` is untimed; `hypergradient` (probe mode) is timed as a whole, after one
+  untimed warm-up call.
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ from torch import Tensor
 from hgbench.hparams import HParams, Params
 from hgbench.registry import Registry
 from hgbench.task import Problem
+
+
+class Family(str, Enum):
+    """Method families: reports group and colour methods by them."""
+
+    BASELINE = "baseline"  # fixed hparams: the floor
+    BLACKBOX = "black-box"  # search that never differentiates (random search, TPE, ...)
+    IMPLICIT = "implicit"  # implicit differentiation at an approximate inner optimum
+    UNROLLED = "unrolled"  # differentiation through the inner steps (reverse or forward mode)
+    REVERSAL = "reversal"  # reversal of the inner trajectory (exact or approximate)
+    MARGLIK = "marglik"  # marginal-likelihood objectives (Laplace, bounds)
+    OTHER = "other"
 
 
 class Objective(str, Enum):
@@ -100,13 +113,21 @@ class Method:
     """Base class: subclasses are dataclasses whose fields are their settings.
 
     Required: `run`. Methods that estimate a hypergradient set `objective` and implement
-    `hypergradient`; `probe_grid` lists the settings probe mode sweeps by default.
+    `hypergradient`; `probe_grid` lists the settings probe mode sweeps with `--full-grid`, and
+    `probe_quick` the (fewer) it sweeps by default. `family` groups methods in reports.
     """
 
     name: ClassVar[str] = ""
+    family: ClassVar[Family] = Family.OTHER
     objective: ClassVar[Objective] = Objective.NONE
     tunes_hparams: ClassVar[bool] = True
     probe_grid: ClassVar[tuple[dict[str, Any], ...]] = ({},)
+    probe_quick: ClassVar[tuple[dict[str, Any], ...] | None] = None  # None: all of probe_grid
+
+    @classmethod
+    def quick_probe_grid(cls) -> tuple[dict[str, Any], ...]:
+        """The settings `probe` sweeps by default (`--full-grid`: all of `probe_grid`)."""
+        return cls.probe_grid if cls.probe_quick is None else cls.probe_quick
 
     def skip_reason(self, problem: Problem) -> str | None:
         """Why this method cannot apply to the problem, or None."""
@@ -118,16 +139,22 @@ class Method:
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         raise NotImplementedError
 
+    def prepare_probe(self, problem: Problem, state: ProbeState) -> None:
+        """Untimed preparation for `hypergradient` calls at `state` (probe mode calls it once
+        per state, before the warm-up call): caches that belong to the state, not the estimate."""
+
     def hypergradient(self, problem: Problem, state: ProbeState) -> Estimate:
         raise NotImplementedError(f"{self.name} estimates no hypergradient")
 
-    def probe_reference(self, problem: Problem) -> Reference | None:
+    def probe_reference(self, problem: Problem, hparams: HParams | None = None) -> Reference | None:
         """Override where the exact reference is specific to this method's own objective (e.g.
         the validation loss after its own training run); None: the harness's reference for
-        `objective` (see hgbench.probe)."""
+        `objective` (see hgbench.probe). `hparams`: the task's hparams of the probe state (None:
+        its initial ones)."""
         return None
 
-    def settings(self) -> dict[str, Any]:
+    def method_params(self) -> dict[str, Any]:
+        """The settings as stored in every row (`method_params`): the dataclass's fields."""
         return dataclasses.asdict(self)
 
 

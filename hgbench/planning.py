@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
+import types
 import typing
 from enum import Enum
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from hgbench.errors import UsageError
 from hgbench.method import METHODS, Method
 from hgbench.runner import Cell
+from hgbench.schema import Mode
 from hgbench.suites import Suite
 from hgbench.task import TASKS, Task
 
@@ -38,20 +41,72 @@ def parse_sets(items: list[str]) -> list[tuple[str | None, str, Any]]:
     return out
 
 
-def _coerce(cls: type, name: str, value: Any) -> Any:
-    hint = typing.get_type_hints(cls).get(name)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+def _convert(hint: Any, value: Any) -> Any:
+    """`value` as type `hint`, exactly: a bool is not an int, an int is a float, a list is a
+    tuple; raises TypeError or ValueError (with what was expected) otherwise."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(" or ".join(_describe(a) for a in args))
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise TypeError(_describe(hint))
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v) for v in value)
+        if len(args) != len(value):
+            raise TypeError(_describe(hint))
+        return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
     if isinstance(hint, type) and issubclass(hint, Enum):
         try:
             return hint(value)
         except ValueError:
-            raise UsageError(
-                f"{cls.__name__}.{name} must be one of {[e.value for e in hint]}, got {value!r}"
-            ) from None
-    if hint in (int, float, bool, str) and not isinstance(value, hint):
-        raise UsageError(f"{cls.__name__}.{name} must be {hint.__name__}, got {value!r}")
+            raise ValueError(f"one of {[e.value for e in hint]}") from None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError("true or false")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError("an integer")
+        return value
+    if hint is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError("a number")
+        if not math.isfinite(value):
+            raise ValueError("a finite number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError("a string")
+        return value
     return value
+
+
+def _describe(hint: Any) -> str:
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return f"one of {[e.value for e in hint]}"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    hint = typing.get_type_hints(cls).get(name)
+    try:
+        return _convert(hint, value)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{cls.__name__}.{name} must be {exc}, got {value!r}") from None
 
 
 def _fields(cls: type) -> set[str]:
@@ -67,7 +122,10 @@ def apply_task_sets(tasks: list[Task], sets: list[tuple[str | None, str, Any]]) 
             if name not in _fields(type(task)) or name == "name":
                 raise UsageError(f"task {task.name!r} has no setting {name!r}")
             changes[name] = _coerce(type(task), name, value)
-        out.append(dataclasses.replace(task, **changes) if changes else task)
+        try:
+            out.append(dataclasses.replace(task, **changes) if changes else task)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"invalid task settings: {exc}") from None
     return out
 
 
@@ -86,7 +144,7 @@ def method_configs(
             method: Method = cls(**settings)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"invalid settings for method {name!r}: {exc}") from None
-        full = method.settings()
+        full = method.method_params()
         if full not in configs:
             configs.append(full)
     return configs
@@ -111,19 +169,35 @@ def check_sets_known(methods: list[str], sets: list[tuple[str | None, str, Any]]
             method_configs(scope, ({},), [(scope, field, value)])
 
 
+def _select(names, patterns: str | list[str] | None, flag: str, kind: str) -> list[str]:
+    """The registered names a flag selects; [] when the flag was not given."""
+    if patterns is None:
+        return []
+    if isinstance(patterns, str):
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+    if not patterns:
+        raise UsageError(f"{flag} names no {kind}")
+    return names(patterns)
+
+
 def plan_cells(
-    mode: str,
+    mode: Mode,
     suite: Suite,
     tasks: list[str] | None,
     methods: list[str] | None,
     seeds: list[int] | None,
     sets: list[str],
     context: dict[str, Any] | None = None,
+    full_probe_grid: bool = False,
 ) -> list[Cell]:
     """`context`: the run options a cell's measurement depends on (device type, dtype, budget);
-    they enter the cell key, so changing one makes new cells instead of skipping finished ones."""
-    task_names = TASKS.names(tasks) if tasks else suite.task_names()
-    method_names = METHODS.names(methods or list(suite.methods))
+    they enter the cell key, so changing one makes new cells instead of skipping finished ones.
+    Probe mode sweeps each method's `probe_quick` settings, or with `full_probe_grid` its
+    `probe_grid`. `tasks`/`methods` None: the suite's; an empty selection is an error."""
+    task_names = _select(TASKS.names, tasks, "--tasks", "task") or suite.task_names()
+    method_names = _select(METHODS.names, methods, "--methods", "method") or METHODS.names(
+        list(suite.methods)
+    )
     parsed = parse_sets(sets)
     check_sets_known(method_names, parsed)
     task_objs = apply_task_sets([TASKS[n] for n in task_names], parsed)
@@ -132,7 +206,11 @@ def plan_cells(
     seeds = list(seeds if seeds is not None else suite.seeds)
     cells = []
     for name in method_names:
-        base = METHODS[name].probe_grid if mode == "probe" else suite.settings.get(name, ({},))
+        cls = METHODS[name]
+        if mode == Mode.PROBE:
+            base = cls.probe_grid if full_probe_grid else cls.quick_probe_grid()
+        else:
+            base = suite.configs.get(name, ({},))
         for config in method_configs(name, base, parsed):
             for task in task_objs:
                 for seed in seeds:

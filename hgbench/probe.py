@@ -10,49 +10,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hgbench.functional import cosine_and_rel_err, detach, flatten
-from hgbench.hparams import HParams, Params
+from hgbench.functional import cosine_and_rel_err, flatten
+from hgbench.hparams import HParams
 from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import cg, dense
+from hgbench.linalg import DENSE_LIMIT, cg, dense
 from hgbench.method import Objective, ProbeState, Reference
+from hgbench.optimum import tight_optimum
 from hgbench.task import Problem
 
-DENSE_LIMIT = 3000  # parameters: a dense Hessian above this costs too much on a CPU
 
-
-def tight_optimum(problem: Problem, hparams: HParams, max_iter: int = 3000) -> Params:
-    """Minimiser of the full-batch training loss: L-BFGS from the seeded init, or the task's."""
-    custom = getattr(problem.task, "optimum", None)
-    if custom is not None:
-        return custom(problem, hparams)
-    params = problem.init_params(requires_grad=True)
-    opt = torch.optim.LBFGS(
-        list(params.values()),
-        lr=1.0,
-        max_iter=max_iter,
-        tolerance_grad=1e-12,
-        tolerance_change=1e-15,
-        history_size=50,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        opt.zero_grad()
-        loss = problem.full_train_loss(params, hparams)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return detach(params)
-
-
-def validation_reference(problem: Problem) -> Reference:
-    hparams = problem.init_hparams()
+def validation_reference(problem: Problem, hparams: HParams | None = None) -> Reference:
+    """The exact validation hypergradient at a tight optimum of the training loss at `hparams`
+    (None: the task's initial hparams)."""
+    hparams = problem.init_hparams() if hparams is None else hparams
     params = tight_optimum(problem, hparams)
     state = ProbeState(params, hparams)
-    closed_form = getattr(problem.task, "exact_hypergradient", None)
+    closed_form = problem.task.exact_hypergradient(problem, hparams)
     if closed_form is not None:
-        return Reference("closed form at the exact optimum", state, closed_form(problem, hparams))
+        return Reference("closed form at the exact optimum", state, closed_form)
     grad_norm = float(flatten(torch.func.grad(problem.full_train_loss)(params, hparams)).norm())
     solver = dense() if problem.n_params <= DENSE_LIMIT else cg(iterations=5000, tol=1e-10)
     result = implicit_hypergradient(
@@ -66,13 +41,16 @@ def validation_reference(problem: Problem) -> Reference:
     return Reference(name, state, result.hypergradient)
 
 
-def probe_reference(problem: Problem, objective: Objective) -> Reference:
+def probe_reference(
+    problem: Problem, objective: Objective, hparams: HParams | None = None
+) -> Reference:
+    """The exact reference for `objective` at the probe state of `hparams` (None: initial)."""
     if objective == Objective.VALIDATION:
-        return validation_reference(problem)
+        return validation_reference(problem, hparams)
     if objective == Objective.MARGLIK:
         from hgbench.laplace.marglik import marglik_reference  # the Laplace stack loads lazily
 
-        return marglik_reference(problem)
+        return marglik_reference(problem, hparams)
     raise NotImplementedError(f"no exact reference for objective {objective.value!r} yet")
 
 

@@ -1,17 +1,20 @@
-"""The runner: plans cells (task × method × settings × seed) and executes them fairly.
+"""The runner: executes cells (task × method × settings × seed) and measures them fairly.
 
-Every cell's work is measured the same way (`hgbench.timing`), every outcome becomes rows in the
-store (`hgbench.store`), and nothing a method does (raise, NaN, diverge, OOM, hang past
-`timeout_s`) stops the suite: it becomes a row with status `failed` or `timeout`.
+Every cell's work is measured the same way (`hgbench.timing`), its cost is also expressed in
+training-step equivalents (`hgbench.calibration`), every outcome becomes rows in the store
+(`hgbench.store`), and nothing a method does (raise, NaN, diverge, OOM, hang past `timeout_s`)
+stops the suite: it becomes a row with status `failed` or `timeout`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
 import math
+import re
 import signal
 import statistics
 import sys
@@ -19,30 +22,36 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from hgbench.calibration import NOISE_THRESHOLD, drift, step_time
 from hgbench.envinfo import environment, software_env
 from hgbench.errors import DivergedError
-from hgbench.hparams import HParamSpace
-from hgbench.method import METHODS, Budget, Checkpoint, Method, Objective
+from hgbench.hparams import HParams, HParamSpace
+from hgbench.method import METHODS, Budget, Checkpoint, Estimate, Method, Objective, Reference
 from hgbench.probe import compare, probe_reference
-from hgbench.store import ResultStore
-from hgbench.task import TASKS, Problem, Task
+from hgbench.schema import Mode, Status
+from hgbench.store import Store
+from hgbench.task import Problem, Task
 from hgbench.timing import PeakMemory, Stopwatch
 
 
 @dataclass(frozen=True)
 class Cell:
-    mode: str  # "run" | "probe"
+    mode: Mode
     suite: str
     task: Task
     method: str
-    settings: dict[str, Any] = field(hash=False)
+    method_params: dict[str, Any] = field(hash=False)
     seed: int
     # what the measurement depends on beyond the method and task: device type, dtype, budget
     context: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))
 
     @property
     def key(self) -> str:
@@ -54,26 +63,34 @@ class Cell:
             for k, v in dataclasses.asdict(self.task).items()
             if k not in ("name", "description", "tags")
         }
-        parts = [self.settings, task] + ([self.context] if self.context else [])
+        parts = [self.method_params, task] + ([self.context] if self.context else [])
         canon = json.dumps(parts, sort_keys=True, default=str)
         digest = hashlib.sha1(canon.encode()).hexdigest()[:10]
-        return f"{self.mode}/{self.task.name}/{self.method}/{digest}/{self.seed}"
+        return f"{self.mode.value}/{self.task.name}/{self.method}/{digest}/{self.seed}"
 
     def make_method(self) -> Method:
-        return METHODS[self.method](**self.settings)
+        return METHODS[self.method](**self.method_params)
 
     def label(self) -> str:
-        shown = ",".join(f"{k}={v}" for k, v in self.settings.items())
+        shown = ",".join(f"{k}={v}" for k, v in self.method_params.items())
         return f"{self.task.name} {self.method}" + (f"({shown})" if shown else "")
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How cells are measured (not what they compute: that is the cell's key)."""
+
     device: torch.device
     dtype: torch.dtype
     budget_s: float | None = None
     timeout_s: float | None = None
     probe_repeats: int = 3
+    probe_states: int = 0  # probe at this many further states drawn from the hparam space
+    estimates_dir: Path | None = None  # probe: save each estimate and its reference here
+    threads: int | None = None  # CPU intra-op threads per cell (None: torch's default)
+    compile: bool = False  # training steps through torch.compile
+    channels_last: bool = False  # image batches and conv weights in channels-last layout
+    noise_threshold: float = NOISE_THRESHOLD
 
 
 class CellTimeout(Exception):
@@ -112,46 +129,45 @@ def _finite(tensors) -> bool:
 class Runner:
     """Executes cells into a store; one `Problem` per (task, seed) is built and reused."""
 
-    def __init__(self, store: ResultStore, options: RunOptions, log=None) -> None:
-        self.store, self.opt, self._log = store, options, log
+    def __init__(self, store: Store, options: RunOptions, log=None) -> None:
+        self.store, self.options, self._log = store, options, log
         self._problem_key: tuple | None = None
         self._problem: Problem | None = None
-        self._probe_cache: dict[tuple, Any] = {}
+        self._step_time = math.nan  # the current problem's calibration step, seconds
+        self._references: dict[tuple, Reference] = {}  # the current problem's probe references
 
     @property
     def log(self):
         return self._log if self._log is not None else sys.stderr  # looked up when printing
 
-    # --- driving -----------------------------------------------------------------------------
-    def run(self, cells: list[Cell]) -> dict[str, int]:
-        """Execute the unfinished `cells` one after another in this process."""
-        from hgbench.executors import LocalExecutor  # executors builds on this module
-
-        return LocalExecutor(self).run(cells)
-
     def problem(self, task: Task, seed: int) -> Problem:
         key = (task, seed)
         if self._problem_key != key:
             self._problem = None  # free the previous one's device memory first
-            self._problem = task.build(seed, self.opt.device, self.opt.dtype)
-            self._problem.warm_up()
-            self._problem_key = key
+            self._references = {}
+            problem = task.build(seed, self.options.device, self.options.dtype)
+            problem.compile = self.options.compile
+            problem.channels_last = self.options.channels_last
+            problem.warm_up()
+            self._step_time = step_time(problem)
+            self._problem, self._problem_key = problem, key
+        assert self._problem is not None
         return self._problem
 
     def base_row(self, cell: Cell) -> dict[str, Any]:
         """The fields every row of one attempt at `cell` shares."""
         return {
-            "mode": cell.mode,
+            "mode": cell.mode.value,
             "suite": cell.suite,
             "task": cell.task.name,
             "method": cell.method,
-            "method_params": cell.settings,
+            "method_params": cell.method_params,
             "seed": cell.seed,
             "cell": cell.key,
             "attempt": uuid.uuid4().hex[:12],
-            "device": str(self.opt.device),
-            "dtype": str(self.opt.dtype).removeprefix("torch."),
-            "env": environment(self.opt.device),
+            "device": str(self.options.device),
+            "dtype": str(self.options.dtype).removeprefix("torch."),
+            "env": environment(self.options.device),
         }
 
     def record_failure(self, cell: Cell, error: str, where: dict[str, Any]) -> None:
@@ -159,34 +175,42 @@ class Runner:
         died); `where` is what is known of where it ran, in place of this process's placement."""
         base = self.base_row(cell)
         base["env"] = {**software_env(), **where}
-        self._finish(base, [], status="failed", error=error)
+        self._finish(base, [], status=Status.FAILED, error=error)
 
-    def execute(self, cell: Cell) -> str:
+    def execute(self, cell: Cell) -> Status:
         base = self.base_row(cell)
-        watch = Stopwatch(self.opt.device)
-        mem = PeakMemory(self.opt.device)
+        watch = Stopwatch(self.options.device)
+        mem = PeakMemory(self.options.device)
         pending: list[dict] = []  # the latest row is held back until we know whether it is final
         try:
             # Built and warmed up outside the deadline: the alarm must never interrupt a
             # first-time import (a half-imported module would break every later cell).
             problem = self.problem(cell.task, cell.seed)
-            with _deadline(self.opt.timeout_s):
+            with _deadline(self.options.timeout_s):
                 method = cell.make_method()
                 reason = method.skip_reason(problem)
-                if reason is None and cell.mode == "probe" and method.objective == Objective.NONE:
+                if (
+                    reason is None
+                    and cell.mode == Mode.PROBE
+                    and method.objective == Objective.NONE
+                ):
                     reason = f"{cell.method} estimates no hypergradient"
                 if reason is not None:
-                    self._finish(base, pending, status="skipped", error=reason)
-                    return "skipped"
-                if cell.mode == "run":
+                    self._finish(base, pending, status=Status.SKIPPED, error=reason)
+                    return Status.SKIPPED
+                start_step = step_time(problem)
+                if cell.mode == Mode.RUN:
                     self._run_cell(cell, problem, method, base, watch, mem, pending)
                 else:
-                    self._probe_cell(problem, method, base, watch, mem, pending)
+                    self._probe_cell(cell, problem, method, base, watch, mem, pending)
+                calib = self._calibration(start_step, step_time(problem))
         except KeyboardInterrupt:
             raise
         except CellTimeout as exc:
-            self._finish(base, pending, status="timeout", error=str(exc), time_s=watch.elapsed())
-            return "timeout"
+            self._finish(
+                base, pending, status=Status.TIMEOUT, error=str(exc), time_s=watch.elapsed()
+            )
+            return Status.TIMEOUT
         except Exception as exc:  # noqa: BLE001 - any failure of a method is a row, not a crash
             if isinstance(exc, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
@@ -194,20 +218,33 @@ class Runner:
             self._finish(
                 base,
                 pending,
-                status="failed",
+                status=Status.FAILED,
                 error=_error_text(exc),
                 time_s=watch.total,
                 peak_mem_mb=mem.read_mb(),
             )
-            return "failed"
-        self._finish(base, pending)
-        return "ok"
+            return Status.FAILED
+        self._finish(base, pending, calibration=calib)
+        return Status.OK
 
-    def _finish(self, base: dict, pending: list[dict], status: str | None = None, **fields) -> None:
+    def _calibration(self, start: float, end: float) -> dict[str, Any]:
+        """How far this cell's calibration steps (at its start and end) strayed from the
+        problem's: beyond the threshold the machine changed speed under the cell."""
+        moved = drift(self._step_time, start, end)
+        return {"calib_drift": moved, "noisy": bool(moved > self.options.noise_threshold)}
+
+    def _finish(
+        self,
+        base: dict,
+        pending: list[dict],
+        status: Status | None = None,
+        calibration: dict[str, Any] | None = None,
+        **fields,
+    ) -> None:
         """Write the held-back row as final, or (on skip/failure) a final status row after it."""
         if status is None:
-            last = pending.pop() if pending else {**base, "status": "ok", "error": None}
-            self.store.append({**last, "final": True})
+            last = pending.pop() if pending else {**base, "status": Status.OK.value, "error": None}
+            self.store.append({**last, **(calibration or {}), "final": True})
             return
         for row in pending:
             self.store.append(row)
@@ -218,7 +255,7 @@ class Runner:
                 "peak_mem_mb": None,
                 **base,
                 **fields,
-                "status": status,
+                "status": Status(status).value,
                 "error": fields.get("error"),
                 "final": True,
             }
@@ -229,14 +266,29 @@ class Runner:
             self.store.append(held)
         pending[:] = [row]
 
+    def _timing(self, watch: Stopwatch, mem: PeakMemory) -> dict[str, Any]:
+        return {
+            "time_s": watch.total,
+            "tse": watch.total / self._step_time,
+            "step_time_s": self._step_time,
+            "peak_mem_mb": mem.read_mb(),
+        }
+
     # --- run mode ------------------------------------------------------------------------------
     def _run_cell(self, cell, problem, method, base, watch, mem, pending) -> None:
         method.setup(problem)
+        task = cell.task
         budget = Budget(
-            epochs=None if self.opt.budget_s else cell.task.epochs,
-            seconds=self.opt.budget_s,
+            epochs=None if self.options.budget_s else task.epochs,
+            seconds=self.options.budget_s,
             elapsed=watch.elapsed,
         )
+        subset = task.eval_test_subset is not None
+        # Evaluations every `eval_every` epochs, and on the test subset until the last one: the
+        # latest checkpoint that was not evaluated in full is kept (copied: methods train their
+        # params in place) so that the last one gets its full evaluation once the run ends.
+        latest: tuple[Checkpoint, bool] | None = None  # (copy, whether its row is pending)
+        evaluated_upto: float | None = None
         steps = method.run(problem, budget)
         first = True  # the segment up to the first checkpoint (initial state) is set-up: untimed
         try:
@@ -253,81 +305,154 @@ class Runner:
                     if not first:
                         watch.pause()
                 first = False
-                self._emit(
-                    pending,
-                    {
-                        **base,
-                        **self._evaluate(problem, ckpt),
-                        "status": "ok",
-                        "error": None,
-                        "time_s": watch.total,
-                        "peak_mem_mb": mem.read_mb(),
-                        "final": False,
-                    },
+                _check_finite(ckpt)
+                due = evaluated_upto is None or (
+                    ckpt.epoch // task.eval_every > evaluated_upto // task.eval_every
                 )
+                if due:
+                    self._emit(pending, self._run_row(base, problem, ckpt, watch, mem, subset))
+                    evaluated_upto = ckpt.epoch
+                latest = (_copy_checkpoint(ckpt), due) if subset or not due else None
                 if budget.over():
                     break
         finally:
             steps.close()
+        if latest is not None:
+            ckpt, is_pending = latest
+            row = self._run_row(base, problem, ckpt, watch, mem, subset=False)
+            if is_pending:
+                pending[:] = [row]  # the same checkpoint, now evaluated in full
+            else:
+                self._emit(pending, row)
 
-    def _evaluate(self, problem: Problem, ckpt: Checkpoint) -> dict[str, Any]:
-        if ckpt.objective is not None and not math.isfinite(ckpt.objective):
-            raise DivergedError(f"objective is {ckpt.objective} at step {ckpt.step}")
-        if not _finite(ckpt.params.values()) or not _finite(ckpt.hparams.values()):
-            raise DivergedError(f"non-finite params or hparams at step {ckpt.step}")
-        metrics = problem.evaluate(ckpt.params, ckpt.hparams, "test")
+    def _run_row(self, base, problem, ckpt, watch, mem, subset: bool) -> dict[str, Any]:
+        metrics = problem.evaluate(ckpt.params, ckpt.hparams, "test", subset=subset)
         with torch.no_grad():
             val_loss = float(problem.val_loss(ckpt.params))
+        n_test = problem.data.y_test.shape[0]
         return {
+            **base,
             "step": ckpt.step,
             "epoch": ckpt.epoch,
             **metrics,
+            "test_n": problem.test_subset().shape[0] if subset else n_test,
             "val_loss": val_loss,
             "objective": ckpt.objective,
             "hparams": HParamSpace.summary(ckpt.hparams),
             "extra": ckpt.extra,
+            "status": Status.OK.value,
+            "error": None,
+            **self._timing(watch, mem),
+            "final": False,
         }
 
     # --- probe mode ----------------------------------------------------------------------------
-    def _probe_cell(self, problem, method, base, watch, mem, pending) -> None:
-        method.setup(problem)
-        ref = method.probe_reference(problem)
+    def _probe_states(self, problem: Problem) -> list[HParams | None]:
+        """The hparams of each probe state: the task's initial ones (None), then draws from its
+        space (the same draws for every method)."""
+        states: list[HParams | None] = [None]
+        for k in range(1, self.options.probe_states + 1):
+            seed = problem.generator(f"probe-state/{k}").initial_seed()
+            states.append(problem.sample_hparams(torch.Generator().manual_seed(seed)))
+        return states
+
+    def _reference(self, problem: Problem, method: Method, k: int, hparams) -> Reference:
+        ref = method.probe_reference(problem, hparams)
         if ref is None:  # the harness's reference for the objective, shared by the methods
-            key = (problem.task, problem.seed, method.objective)
-            if key not in self._probe_cache:
-                self._probe_cache = {key: probe_reference(problem, method.objective)}
-            ref = self._probe_cache[key]
-        method.hypergradient(problem, ref.state)  # warm-up: caches, lazy init, kernel selection
-        mem.reset()
-        times = []
-        for _ in range(self.opt.probe_repeats):
-            start = watch.total
-            watch.resume()
-            est = method.hypergradient(problem, ref.state)
-            watch.pause()
-            times.append(watch.total - start)
-        cos, rel = compare(est.hypergradient, ref.hypergradient)
-        if not (math.isfinite(cos) and math.isfinite(rel)):
-            raise DivergedError(f"non-finite hypergradient (cos={cos}, rel_err={rel})")
-        self._emit(
-            pending,
-            {
-                **base,
-                "status": "ok",
-                "error": None,
-                "time_s": watch.total,
-                "peak_mem_mb": mem.read_mb(),
-                "hg_time_s": statistics.median(times),
-                "hg_cos": cos,
-                "hg_rel_err": rel,
-                "reference": ref.name,
-                "value": est.value,
-                "exact_value": ref.value,
-                "extra": est.extra,
-                "final": False,
-            },
-        )
+            key = (method.objective, k)
+            if key not in self._references:
+                self._references[key] = probe_reference(problem, method.objective, hparams)
+            ref = self._references[key]
+        return ref
+
+    def _probe_cell(self, cell, problem, method, base, watch, mem, pending) -> None:
+        method.setup(problem)
+        saved: list[dict[str, Any]] = []
+        for k, hparams in enumerate(self._probe_states(problem)):
+            ref = self._reference(problem, method, k, hparams)
+            method.prepare_probe(problem, ref.state)
+            method.hypergradient(problem, ref.state)  # warm-up: lazy init, kernel selection
+            mem.reset()
+            times = []
+            est: Estimate | None = None
+            for _ in range(self.options.probe_repeats):
+                start = watch.total
+                watch.resume()
+                est = method.hypergradient(problem, ref.state)
+                watch.pause()
+                times.append(watch.total - start)
+            assert est is not None
+            cos, rel = compare(est.hypergradient, ref.hypergradient)
+            if not (math.isfinite(cos) and math.isfinite(rel)):
+                raise DivergedError(f"non-finite hypergradient (cos={cos}, rel_err={rel})")
+            hg_time = statistics.median(times)
+            self._emit(
+                pending,
+                {
+                    **base,
+                    "status": Status.OK.value,
+                    "error": None,
+                    **self._timing(watch, mem),
+                    "probe_state": k,
+                    "hg_time_s": hg_time,
+                    "hg_tse": hg_time / self._step_time,
+                    "hg_cos": cos,
+                    "hg_rel_err": rel,
+                    "reference": ref.name,
+                    "value": est.value,
+                    "exact_value": ref.value,
+                    "extra": est.extra,
+                    "final": False,
+                },
+            )
+            if self.options.estimates_dir is not None:
+                saved.append(_estimate_record(k, ref, est))
+        if saved:
+            assert self.options.estimates_dir is not None
+            _save_estimates(self.options.estimates_dir, cell, saved)
 
 
-def tasks_by_names(names: list[str]) -> list[Task]:
-    return [TASKS[n] for n in names]
+def _check_finite(ckpt: Checkpoint) -> None:
+    if ckpt.objective is not None and not math.isfinite(ckpt.objective):
+        raise DivergedError(f"objective is {ckpt.objective} at step {ckpt.step}")
+    if not _finite(ckpt.params.values()) or not _finite(ckpt.hparams.values()):
+        raise DivergedError(f"non-finite params or hparams at step {ckpt.step}")
+
+
+def _copy_checkpoint(ckpt: Checkpoint) -> Checkpoint:
+    def clone(tree):
+        return {k: v.detach().clone() for k, v in tree.items()}
+
+    return dataclasses.replace(
+        ckpt,
+        params=clone(ckpt.params),
+        hparams=clone(ckpt.hparams),
+        extra=copy.deepcopy(ckpt.extra),
+    )
+
+
+def _cpu(tree: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in tree.items()}
+
+
+def _estimate_record(k: int, ref: Reference, est: Estimate) -> dict[str, Any]:
+    return {
+        "probe_state": k,
+        "hparams": _cpu(ref.state.hparams),
+        "estimate": _cpu(est.hypergradient),
+        "reference": _cpu(ref.hypergradient),
+        "reference_name": ref.name,
+        "value": est.value,
+        "exact_value": ref.value,
+    }
+
+
+def estimates_path(directory: Path, cell: Cell) -> Path:
+    """Where `--save-estimates` puts a cell's estimates: one file per cell, named by its key."""
+    return Path(directory) / (re.sub(r"[^A-Za-z0-9_.-]", "_", cell.key) + ".pt")
+
+
+def _save_estimates(directory: Path, cell: Cell, records: list[dict[str, Any]]) -> None:
+    path = estimates_path(directory, cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"cell": cell.key, "method_params": cell.method_params, "states": records}, path)

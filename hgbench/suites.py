@@ -13,7 +13,7 @@ from hgbench.task import TASKS
 class Suite:
     """`tasks`/`methods` are name patterns; `tags` adds every task carrying one of them.
 
-    `settings[method]` lists the run-mode configurations of that method (default: one, its
+    `configs[method]` lists the run-mode configurations of that method (default: one, its
     defaults); probe mode sweeps each method's own `probe_grid`.
     """
 
@@ -23,7 +23,7 @@ class Suite:
     tags: tuple[str, ...] = ()
     methods: tuple[str, ...] = ("*",)
     seeds: tuple[int, ...] = (0, 1, 2)
-    settings: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    configs: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     gpu: bool = False  # sized for a GPU (the CLI warns when run on a CPU)
 
     def task_names(self) -> list[str]:
@@ -61,7 +61,7 @@ register_suite(
         description="Lorraine et al.: per-weight decay tuned on 50 validation images (overfits)",
         tasks=("digits_mlp_smallval",),
         methods=("fixed", "ift_neumann", "ift_cg"),
-        settings={
+        configs={
             "ift_neumann": ({"period": 1, "hyper_lr": 0.1, "terms": 5},),
             "ift_cg": ({"period": 1, "hyper_lr": 0.1, "iterations": 10},),
         },
@@ -80,6 +80,6 @@ register_suite(
         description="Maclaurin et al.'s schedule and ARD tasks: reversible_sgd and baselines",
         tasks=("digits_mlp3", "digits_logreg_ard"),
         methods=("fixed", "random_search", "unroll", "reversible_sgd"),
-        settings={"reversible_sgd": ({"meta_iterations": None},)},
+        configs={"reversible_sgd": ({"meta_iterations": None},)},
     )
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -36,6 +37,13 @@ class Likelihood(str, Enum):
     GAUSSIAN = "gaussian"  # unit-variance Gaussian on one-hot targets (ridge regression)
 
 
+class LRSchedule(str, Enum):
+    """The inner learning rate over training, the same for every method on a task."""
+
+    CONSTANT = "constant"
+    COSINE = "cosine"  # lr · ½(1 + cos(π t / T)), T = the task's epochs in steps; 0 after T
+
+
 @dataclass(frozen=True)
 class Splits:
     """Inputs and integer class labels of the three splits (any device)."""
@@ -55,12 +63,21 @@ class Splits:
 
 
 @dataclass(frozen=True)
-class Task:
-    """Base task. Subclasses override `load_data` and `make_model`; image tasks `augment` too.
+class Task(ABC):
+    """Base task: a frozen description that `build` instantiates per seed as a `Problem`.
+
+    Required hooks (abstract, so an incomplete task fails when it is constructed, before it can
+    be registered): `load_data` and `make_model`. Optional hooks, with the defaults below:
+    `check_available`, `extra_hparams`, `hparam_space`, `augment`, `default_lr`, `predict`
+    (test-time prediction), `optimum` and `exact_hypergradient` (closed forms the probe uses
+    where a task has them).
 
     Fields are the task's settings and default budget: `epochs` of minibatch SGD with momentum at
-    `lr`, `batch_size`. Hparams: log weight decay per tensor (or per weight) plus whatever
-    `extra_hparams` declares (augmentation magnitudes).
+    `lr` (following `lr_schedule`), `batch_size`. Hparams: log weight decay per tensor (or per
+    weight) plus whatever `extra_hparams` declares (augmentation magnitudes). `eval_every` and
+    `eval_test_subset` say how often and on what a run is evaluated (untimed, and the same for
+    every method): every `eval_every` epochs, intermediate evaluations on a fixed subset of
+    `eval_test_subset` test points (None: all), the last one always on the whole test split.
     """
 
     name: str
@@ -73,17 +90,46 @@ class Task:
     momentum: float = 0.9
     weight_decay: WeightDecay = WeightDecay.TENSOR
     log_wd_init: float = -7.0
+    lr_schedule: LRSchedule = LRSchedule.CONSTANT
+    eval_every: int = 1
+    eval_test_subset: int | None = None
     tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        """Range checks of the settings (a subclass with settings of its own extends this)."""
+        object.__setattr__(self, "likelihood", Likelihood(self.likelihood))
+        object.__setattr__(self, "weight_decay", WeightDecay(self.weight_decay))
+        object.__setattr__(self, "lr_schedule", LRSchedule(self.lr_schedule))
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.n_classes >= 1, "n_classes must be at least 1"),
+            (math.isfinite(self.lr) and self.lr > 0, "lr must be a positive number"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (math.isfinite(self.log_wd_init), "log_wd_init must be finite"),
+            (self.eval_every >= 1, "eval_every must be at least 1"),
+            (
+                self.eval_test_subset is None or self.eval_test_subset >= 1,
+                "eval_test_subset must be at least 1 (or None: the whole test split)",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"task {self.name!r}: {message}")
 
     # --- hooks -----------------------------------------------------------------------------
     def check_available(self) -> None:
         """Raise DataUnavailableError (before any work starts) if the data cannot be had."""
+        return None
 
+    @abstractmethod
     def load_data(self, seed: int) -> Splits:
-        raise NotImplementedError
+        """The three splits for `seed` (any device; `build` moves them): the same data for the
+        same seed, whichever method asks."""
 
+    @abstractmethod
     def make_model(self) -> nn.Module:
-        raise NotImplementedError
+        """The network, freshly initialised from torch's global generator (`build` seeds it)."""
 
     def extra_hparams(self) -> list[HParam]:
         return []
@@ -100,6 +146,21 @@ class Task:
 
     def default_lr(self, splits: Splits) -> float:
         return self.lr
+
+    def predict(self, problem: Problem, params: Params, hparams: HParams, x: Tensor) -> Tensor:
+        """Test-time outputs (e.g. averaged over augmented copies); the plain forward pass by
+        default."""
+        return problem.forward(params, x)
+
+    def optimum(self, problem: Problem, hparams: HParams) -> Params | None:
+        """The exact minimiser of the full training loss, where the task has a closed form;
+        None: the probe finds one by L-BFGS (hgbench.optimum)."""
+        return None
+
+    def exact_hypergradient(self, problem: Problem, hparams: HParams) -> dict[str, Tensor] | None:
+        """d(validation loss at the optimum)/d hparams in closed form, where the task has one;
+        None: the probe solves the implicit system instead."""
+        return None
 
     # --- instantiation ---------------------------------------------------------------------
     def build(
@@ -133,6 +194,23 @@ class Problem:
         self._init_params = {k: v.detach().clone() for k, v in model.named_parameters()}
         self.space = HParamSpace(task.hparam_space(self._init_params))
         self.lr = task.default_lr(data)
+        self._test_subset: Tensor | None = None
+        # run options the harness sets (they change speed, not results): see hgbench.training
+        self.compile = False
+        self.channels_last = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.n_train // self.task.batch_size)
+
+    def lr_at(self, step: int) -> float:
+        """The inner learning rate for optimiser step `step` (0-based) under the task's schedule;
+        the cosine spans the task's `epochs` (also under a budget in seconds)."""
+        if self.task.lr_schedule == LRSchedule.CONSTANT:
+            return self.lr
+        total = self.task.epochs * self.steps_per_epoch
+        progress = min(step / total, 1.0)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     @property
     def n_train(self) -> int:
@@ -241,19 +319,37 @@ class Problem:
     def full_train_loss(self, params: Params, hparams: HParams) -> Tensor:
         return self.train_loss(params, hparams, self.data.x_train, self.data.y_train)
 
+    def test_subset(self) -> Tensor:
+        """The fixed test points of intermediate evaluations (`eval_test_subset`): the first n
+        of a seeded permutation, the same for every method."""
+        if self._test_subset is None:
+            n_test = self.data.y_test.shape[0]
+            n = min(self.task.eval_test_subset or n_test, n_test)
+            gen = make_generator(derive_seed(self.task.name, self.seed, "eval-test-subset"))
+            self._test_subset = torch.randperm(n_test, generator=gen)[:n].sort().values
+            self._test_subset = self._test_subset.to(self.device)
+        return self._test_subset
+
     @torch.no_grad()
     def evaluate(
-        self, params: Params, hparams: HParams, split: str = "test", chunk: int = 2000
+        self,
+        params: Params,
+        hparams: HParams,
+        split: str = "test",
+        chunk: int = 2000,
+        subset: bool = False,
     ) -> dict[str, float]:
-        """Accuracy and mean NLL on a split, in chunks (untimed: the runner calls it). No graph
-        is built: a checkpoint's params may require grad, and an evaluation of 10k test images ×
-        S augmented copies would otherwise hold every activation."""
+        """Accuracy and mean NLL on a split (with `subset`: on the test subset), in chunks
+        (untimed: the runner calls it). No graph is built: a checkpoint's params may require
+        grad, and an evaluation of 10k test images × S augmented copies would otherwise hold
+        every activation."""
         x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        if subset:
+            idx = self.test_subset()
+            x, y = x[idx], y[idx]
         correct, nll = 0.0, 0.0
-        predict = getattr(self.task, "predict", None)  # e.g. test-time augmentation averaging
         for xs, ys in zip(x.split(chunk), y.split(chunk), strict=True):
-            with torch.no_grad():
-                f = predict(self, params, hparams, xs) if predict else self.forward(params, xs)
+            f = self.task.predict(self, params, hparams, xs)
             correct += (f.argmax(-1) == ys).sum().item()
             nll += self.nll(f, ys).item() * ys.shape[0]
         return {f"{split}_acc": correct / y.shape[0], f"{split}_nll": nll / y.shape[0]}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from hgbench.functional import detach
-from hgbench.method import Budget, Checkpoint, Method, register_method
+from hgbench.method import Budget, Checkpoint, Family, Method, register_method
 from hgbench.task import Problem
 from hgbench.training import SGDTrainer
 
@@ -18,17 +18,12 @@ from hgbench.training import SGDTrainer
 class Fixed(Method):
     """Trains with the task's default hparams: the floor every tuner should beat."""
 
+    family = Family.BASELINE
     tunes_hparams = False
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         hparams = problem.init_hparams()
-        trainer = SGDTrainer(
-            problem,
-            problem.init_params(),
-            problem.lr,
-            problem.task.momentum,
-            problem.task.batch_size,
-        )
+        trainer = SGDTrainer(problem, problem.init_params())
         yield Checkpoint(trainer.params, hparams, step=0, epoch=0.0)
         for _ in budget.epoch_range():
             trainer.epoch(hparams, budget)
@@ -47,6 +42,8 @@ class RandomSearch(Method):
     """
 
     n_trials: int = 4
+
+    family = Family.BLACKBOX
 
     def __post_init__(self) -> None:
         if self.n_trials < 1:
@@ -76,9 +73,7 @@ class RandomSearch(Method):
                 elapsed=budget.elapsed,
             )
             hparams = problem.sample_hparams(gen)
-            trainer = SGDTrainer(
-                problem, problem.init_params(), problem.lr, problem.task.momentum, batch
-            )
+            trainer = SGDTrainer(problem, problem.init_params())
             while (share is None or trainer.stream.steps < share) and not trial_budget.over():
                 left = None if share is None else share - trainer.stream.steps
                 trainer.steps(hparams, left, trial_budget)

@@ -19,11 +19,12 @@ import torch
 
 from hgbench.functional import detach
 from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import Solver, cg, dense, neumann
+from hgbench.linalg import DENSE_LIMIT, Solver, cg, dense, neumann
 from hgbench.method import (
     Budget,
     Checkpoint,
     Estimate,
+    Family,
     Method,
     Objective,
     ProbeState,
@@ -33,7 +34,6 @@ from hgbench.seeding import make_generator
 from hgbench.task import Problem
 from hgbench.training import BatchStream, SGDTrainer
 
-DENSE_LIMIT = 3000  # parameters: beyond this a dense Hessian is too costly for a benchmark cell
 HYPER_OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
 
@@ -49,6 +49,7 @@ class _Implicit(Method):
     hyper_optimizer: str = "adam"
     val_batch_size: int = 200
 
+    family = Family.IMPLICIT
     objective = Objective.VALIDATION
     report_residual: ClassVar[bool] = False  # in the joint loop: one extra matvec per estimate
 
@@ -60,16 +61,15 @@ class _Implicit(Method):
         if self.hyper_optimizer not in HYPER_OPTIMIZERS:
             raise ValueError(f"hyper_optimizer must be one of {list(HYPER_OPTIMIZERS)}")
 
-    def solver(self, problem: Problem, report_residual: bool) -> Solver:
+    def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
+        """The linear solver for one hyper-step; `lr` is the current inner learning rate."""
         raise NotImplementedError
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         task, d = problem.task, problem.data
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
         hyper_opt = HYPER_OPTIMIZERS[self.hyper_optimizer](list(hparams.values()), lr=self.hyper_lr)
-        trainer = SGDTrainer(
-            problem, problem.init_params(), problem.lr, task.momentum, task.batch_size
-        )
+        trainer = SGDTrainer(problem, problem.init_params())
         # the hyper-step's minibatches come from streams of their own, so the training batches
         # stay those every other method sees for this seed
         hyper_batches = BatchStream(problem, task.batch_size, purpose="ift-train-batches")
@@ -104,7 +104,7 @@ class _Implicit(Method):
                     val_loss,
                     detach(trainer.params),
                     {k: v.detach() for k, v in hparams.items()},
-                    self.solver(problem, report_residual=at_end),
+                    self.solver(problem, report_residual=at_end, lr=trainer.lr_at(stream.steps)),
                 )
                 for k, v in hparams.items():
                     v.grad = result.hypergradient[k]
@@ -127,7 +127,7 @@ class _Implicit(Method):
             lambda w, h: problem.val_loss(w),
             state.params,
             state.hparams,
-            self.solver(problem, report_residual=False),
+            self.solver(problem, report_residual=False, lr=problem.lr),
         )
         return Estimate(result.hypergradient, extra={"solver_iterations": result.iterations})
 
@@ -149,8 +149,8 @@ class IFTNeumann(_Implicit):
         if self.alpha is not None and self.alpha <= 0:
             raise ValueError("alpha must be positive")
 
-    def solver(self, problem: Problem, report_residual: bool) -> Solver:
-        return neumann(self.terms, self.alpha or problem.lr, report_residual)
+    def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
+        return neumann(self.terms, self.alpha or lr, report_residual)
 
 
 @register_method("ift_identity")
@@ -160,8 +160,8 @@ class IFTIdentity(_Implicit):
 
     alpha: float | None = None
 
-    def solver(self, problem: Problem, report_residual: bool) -> Solver:
-        return neumann(0, self.alpha or problem.lr, report_residual)
+    def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
+        return neumann(0, self.alpha or lr, report_residual)
 
 
 @register_method("ift_cg")
@@ -179,7 +179,7 @@ class IFTCG(_Implicit):
         if self.iterations < 1:
             raise ValueError("iterations must be >= 1")
 
-    def solver(self, problem: Problem, report_residual: bool) -> Solver:
+    def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
         # CG reports its recursive residual for free when the true one is not asked for
         return cg(self.iterations, self.tol, report_residual)
 
@@ -199,5 +199,5 @@ class IFTExact(_Implicit):
             )
         return None
 
-    def solver(self, problem: Problem, report_residual: bool) -> Solver:
+    def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
         return dense()

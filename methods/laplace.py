@@ -35,6 +35,7 @@ from hgbench.method import (
     Budget,
     Checkpoint,
     Estimate,
+    Family,
     Method,
     Objective,
     ProbeState,
@@ -124,8 +125,11 @@ class LaplaceFull(Method):
     chunk_size: int = 512
     bound: str = ""
 
+    family = Family.MARGLIK
     objective = Objective.MARGLIK
     probe_grid = ({"structure": "full"}, {"structure": "kron"}, {"structure": "diag"})
+    # the full structure costs as much as the exact reference: only in the full sweep
+    probe_quick = ({"structure": "kron"}, {"structure": "diag"})
 
     def __post_init__(self) -> None:
         self.structure = Structure(self.structure)
@@ -154,9 +158,7 @@ class LaplaceFull(Method):
         hparams = _live(problem.init_hparams())
         learns_aug = any(k.startswith(AUG_PREFIX) for k in hparams)
         hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
-        trainer = SGDTrainer(
-            data, data.init_params(), problem.lr, problem.task.momentum, problem.task.batch_size
-        )
+        trainer = SGDTrainer(data, data.init_params(), problem.lr)
         aug_gen = problem.generator("laplace-augment")
         objective, fits = None, 0
         yield Checkpoint(trainer.params, hparams, step=0, epoch=0.0)
@@ -244,7 +246,15 @@ class LaplaceNTK(Method):
     hyper_lr: float = 0.1
     bound: str = ""
 
+    family = Family.MARGLIK
     objective = Objective.MARGLIK
+    probe_quick = (
+        {"block_size": 10},
+        {"block_size": 50},
+        {"block_size": 50, "partition": "grouped"},
+        {"block_size": 200, "split": "single"},
+        {"block_size": 50, "structure": "diag"},
+    )
     probe_grid = (
         {"block_size": 10},
         {"block_size": 50},
@@ -304,9 +314,7 @@ class LaplaceNTK(Method):
         x, y = data.data.x_train, data.data.y_train
         hparams = _live(problem.init_hparams())
         hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
-        trainer = SGDTrainer(
-            data, data.init_params(), problem.lr, problem.task.momentum, problem.task.batch_size
-        )
+        trainer = SGDTrainer(data, data.init_params(), problem.lr)
         block_gen = problem.generator("laplace-blocks")
         split_gen = problem.generator("laplace-split")
         aug_gen = problem.generator("laplace-augment")

@@ -18,6 +18,7 @@ from hgbench.method import (
     Budget,
     Checkpoint,
     Estimate,
+    Family,
     Method,
     Objective,
     ProbeState,
@@ -131,6 +132,7 @@ class ReversibleSGD(Method):
     meta_iterations: int | None = 1  # with an epoch budget: at most this many (None: no cap)
     chunk_rows: int = 4  # the information buffer grows by this many 32-bit words per element
 
+    family = Family.REVERSAL
     objective = Objective.VALIDATION
     probe_grid = ({}, {"exact": False})
 
@@ -261,10 +263,14 @@ class ReversibleSGD(Method):
             )
 
     # --- probe mode ----------------------------------------------------------------------------
-    def probe_reference(self, problem: Problem) -> Reference:
+    def probe_reference(self, problem: Problem, hparams: HParams | None = None) -> Reference:
         """Autograd through the stored float trajectory (torch.autograd, create_graph) at the
-        initial hparams, the first meta-iteration's init draw and batches."""
-        state = ProbeState(problem.init_params(), self.init_hparams(problem))
+        initial schedules with the task's `hparams` (None: initial), the first meta-iteration's
+        init draw and batches."""
+        own = self.init_hparams(problem)
+        if hparams is not None:
+            own.update(hparams)
+        state = ProbeState(problem.init_params(), own)
         value, hg = stored_trajectory_hypergradient(self, problem, state)
         return Reference("autograd through the stored trajectory", state, hg, value)
 

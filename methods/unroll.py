@@ -11,6 +11,7 @@ from hgbench.method import (
     Budget,
     Checkpoint,
     Estimate,
+    Family,
     Method,
     Objective,
     ProbeState,
@@ -38,6 +39,7 @@ class Unroll(Method):
     hyper_lr: float = 0.03
     val_batch_size: int = 200
 
+    family = Family.UNROLLED
     objective = Objective.VALIDATION
     probe_grid = ({"K": 5}, {"K": 20}, {"K": 100})
 
@@ -71,7 +73,7 @@ class Unroll(Method):
                 velocity,
                 {k: v.detach() for k, v in hparams.items()},
                 batches,
-                problem.lr,
+                problem.lr_at(stream.steps - self.K),
                 task.momentum,
                 aug_gen,
             )

@@ -88,7 +88,6 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     stop before any work whatever the engine does (an accepted bad value cannot hang or slow
     the test)."""
     from hgbench.executors import LocalExecutor, RayExecutor
-    from hgbench.runner import Runner
 
     calls: list[int] = []
 
@@ -96,7 +95,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(len(cells))
         return {"ok": len(cells)}
 
-    for executor in (Runner, LocalExecutor, RayExecutor):
+    for executor in (LocalExecutor, RayExecutor):
         monkeypatch.setattr(executor, "run", stub)
     return calls
 

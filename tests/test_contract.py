@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import torch
 
+from hgbench.executors import LocalExecutor
 from hgbench.method import METHODS, Budget, Checkpoint, Method, Objective
 from hgbench.planning import plan_cells
 from hgbench.plugins import load_plugins
@@ -120,7 +121,7 @@ def run_results(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., list[
             cells = plan_cells("run", SUITES["default"], [task], [method], [SEED], sets)
             store = ResultStore(tmp_path_factory.mktemp(f"run-{task}-{method}-{epochs}"))
             options = RunOptions(device=CPU, dtype=torch.float32, timeout_s=GUARD_TIMEOUT_S)
-            Runner(store, options, log=io.StringIO()).run(cells)
+            LocalExecutor(Runner(store, options, log=io.StringIO())).run(cells)
             rows = _by_cell(read_rows(store.path))
             cache[task, method, epochs] = [CellResult(c, rows.get(c.key, [])) for c in cells]
             for key, cell_rows in rows.items():
@@ -139,13 +140,18 @@ def probe_results(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], C
     def get(method: str) -> CellResult:
         if method not in cache:
             cell = Cell(
-                "probe", "contract", TASKS[PROBE_TASK], method, METHODS[method]().settings(), SEED
+                "probe",
+                "contract",
+                TASKS[PROBE_TASK],
+                method,
+                METHODS[method]().method_params(),
+                SEED,
             )
             store = ResultStore(tmp_path_factory.mktemp(f"probe-{method}"))
             options = RunOptions(
                 device=CPU, dtype=torch.float64, probe_repeats=1, timeout_s=GUARD_TIMEOUT_S
             )
-            Runner(store, options, log=io.StringIO()).run([cell])
+            LocalExecutor(Runner(store, options, log=io.StringIO())).run([cell])
             cache[method] = CellResult(cell, _by_cell(read_rows(store.path)).get(cell.key, []))
         return cache[method]
 
@@ -185,8 +191,8 @@ def test_method_class_contract(method: str) -> None:
     assert cls.__doc__ and cls.__doc__.strip().splitlines()[0].strip()
     assert isinstance(cls.objective, Objective)
     instance = cls()
-    assert instance.settings() == dataclasses.asdict(instance)
-    json.dumps(instance.settings())  # storable in a row as it is (str Enums, numbers, ...)
+    assert instance.method_params() == dataclasses.asdict(instance)
+    json.dumps(instance.method_params())  # storable in a row as it is (str Enums, numbers, ...)
     assert cls.probe_grid, "probe mode needs at least one configuration"
     for config in cls.probe_grid:
         cls(**config)  # every probe configuration is a valid setting
@@ -287,7 +293,7 @@ def test_run_hparams_tuned_or_left_alone(run_results, task: str, method: str) ->
             (longer,) = [
                 r
                 for r in run_results(task, method, TUNE_EPOCHS)
-                if r.cell.settings == res.cell.settings and r.cell.seed == res.cell.seed
+                if r.cell.method_params == res.cell.method_params and r.cell.seed == res.cell.seed
             ]
             assert longer.rows[-1]["status"] == "ok", longer.rows[-1]["error"]
             assert longer.rows[-1]["hparams"] != first, (
@@ -396,7 +402,7 @@ def test_failing_method_is_a_row_and_the_others_finish(
     # Warm the process first (lazy imports, data load: seconds on a busy CPU) so that the ok
     # cells fit the 2 s timeout below, and no timeout lands inside an import.
     warm = ResultStore(tmp_path / "warm-up")
-    Runner(warm, RunOptions(device=CPU, dtype=torch.float32), log=io.StringIO()).run(
+    LocalExecutor(Runner(warm, RunOptions(device=CPU, dtype=torch.float32), log=io.StringIO())).run(
         [Cell("run", "contract", task, "fixed", {}, SEED)]
     )
     cells = [
@@ -406,7 +412,7 @@ def test_failing_method_is_a_row_and_the_others_finish(
     ]
     store = ResultStore(tmp_path / "out")
     options = RunOptions(device=CPU, dtype=torch.float32, timeout_s=timeout_s)
-    counts = Runner(store, options, log=io.StringIO()).run(cells)
+    counts = LocalExecutor(Runner(store, options, log=io.StringIO())).run(cells)
     assert counts.get("ok") == 2 and counts.get(status) == 1, counts
 
     rows = _by_cell(read_rows(store.path))

@@ -10,8 +10,8 @@ import torch
 from hgbench.functional import cosine_and_rel_err, flatten
 from hgbench.hparams import WD_PREFIX
 from hgbench.method import METHODS, ProbeState
+from hgbench.optimum import tight_optimum
 from hgbench.plugins import load_plugins
-from hgbench.probe import tight_optimum
 from hgbench.task import TASKS
 
 load_plugins()
@@ -104,7 +104,7 @@ def test_joint_loop_logs_the_solver_residual_and_moves_hparams(tmp_path):
     store = ResultStore(tmp_path)
     runner = Runner(store, RunOptions(torch.device("cpu"), torch.float32))
     for name, settings in (("ift_cg", {"iterations": 5}), ("ift_neumann", {"terms": 3})):
-        cell = Cell("run", "t", task, name, METHODS[name](**settings).settings(), seed=0)
+        cell = Cell("run", "t", task, name, METHODS[name](**settings).method_params(), seed=0)
         assert runner.execute(cell) == "ok"
     rows = [r for r in read_rows(store.path) if r["step"] > 0]
     assert rows and all(r["extra"]["solver_residual"] >= 0 for r in rows)

@@ -110,6 +110,9 @@ def test_patterns_and_comma_lists(registry: Registry[int]) -> None:
 # --- result store ----------------------------------------------------------------------------
 def _row(cell: str, step: int, final: bool, **extra) -> dict:
     return {
+        "mode": "run",
+        "task": "t",
+        "method": "m",
         "cell": cell,
         "attempt": f"a-{cell}",
         "step": step,
@@ -150,6 +153,25 @@ def test_append_after_torn_last_line_keeps_every_row(tmp_path: Path) -> None:
     assert store.finished_cells() == {"c1", "c3"}
 
 
+def test_repair_tail_moves_a_torn_last_line_aside(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    earlier = [_row("c1", 0, False), _row("c1", 1, True)]
+    for row in earlier:
+        store.append(row)
+    torn = json.dumps(_row("c2", 1, True))[:-7]
+    with store.path.open("a") as fh:
+        fh.write(torn)
+    aside = store.repair_tail()
+    assert aside is not None and aside.read_text() == torn
+    store.append(_row("c3", 0, True))
+    # every line of the file is strict JSON again: nothing torn is left in the middle
+    assert [json.loads(line) for line in store.path.read_text().splitlines()] == [
+        *earlier,
+        _row("c3", 0, True),
+    ]
+    assert store.repair_tail() is None  # nothing left to repair
+
+
 def test_append_after_complete_line_without_newline(tmp_path: Path) -> None:
     store = ResultStore(tmp_path)
     first = _row("c1", 0, True)
@@ -166,7 +188,7 @@ def test_finished_cells_counts_only_final_rows(tmp_path: Path) -> None:
     store.append(_row("in_flight", 0, False))
     store.append(_row("in_flight", 1, False))
     store.append(_row("failed", 0, True, status="failed", error="RuntimeError: boom"))
-    store.append({"final": True, "note": "a row without a cell key"})
+    store.append({**_row("x", 0, True), "cell": None, "note": "a row without a cell key"})
     assert store.finished_cells() == {"done", "failed"}
 
 
@@ -175,8 +197,7 @@ def test_non_finite_floats_stored_as_null(tmp_path: Path) -> None:
     nan, inf = float("nan"), float("inf")
     store.append(
         {
-            "cell": "c",
-            "final": True,
+            **_row("c", 0, True),
             "objective": nan,
             "time_s": 1.5,
             "hparams": {"log_wd.w": inf, "ok": -2.0},

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from hgbench.executors import LocalExecutor
 from hgbench.functional import flatten
 from hgbench.hparams import WD_PREFIX
 from hgbench.method import METHODS, ProbeState
@@ -306,7 +307,9 @@ def test_a_gradient_that_does_not_reproduce_fails() -> None:
 
 # --- through the runner: probe and run rows ------------------------------------------------------
 def _run_cells(cells: list[Cell], dtype: torch.dtype, out: Path) -> list[dict]:
-    Runner(ResultStore(out), RunOptions(torch.device("cpu"), dtype), log=io.StringIO()).run(cells)
+    LocalExecutor(
+        Runner(ResultStore(out), RunOptions(torch.device("cpu"), dtype), log=io.StringIO())
+    ).run(cells)
     return read_rows(out / "results.jsonl")
 
 
@@ -318,7 +321,7 @@ def test_probe_reports_error_memory_and_bit_exactness(tmp_path: Path) -> None:
             "test",
             task,
             "reversible_sgd",
-            METHODS["reversible_sgd"](T=10, exact=e).settings(),
+            METHODS["reversible_sgd"](T=10, exact=e).method_params(),
             0,
         )
         for e in (True, False)
@@ -337,7 +340,7 @@ def test_probe_reports_error_memory_and_bit_exactness(tmp_path: Path) -> None:
 def test_run_rows_carry_memory_and_the_learned_schedules(tmp_path: Path) -> None:
     deterministic = torch.are_deterministic_algorithms_enabled()
     task = dataclasses.replace(TASKS["digits_logreg_ard"], n_train=200, n_val=100, epochs=5)
-    settings = METHODS["reversible_sgd"](T=10, meta_iterations=3).settings()
+    settings = METHODS["reversible_sgd"](T=10, meta_iterations=3).method_params()
     rows = _run_cells(
         [Cell("run", "test", task, "reversible_sgd", settings, 0)], torch.float32, tmp_path
     )

@@ -67,6 +67,7 @@ from hgbench.laplace.jacobians import Rows, linearize
 from hgbench.laplace.kron import kron_factors
 from hgbench.laplace.layers import capture_layers, covered_layers
 from hgbench.method import ProbeState, Reference
+from hgbench.optimum import tight_optimum
 from hgbench.task import Problem
 
 EXACT_LIMIT = 20_000  # min(P, N·C) above this: no exact reference on a CPU
@@ -460,16 +461,14 @@ def hypergradient(value: Tensor, hparams: HParams) -> dict[str, Tensor]:
     }
 
 
-def marglik_reference(problem: Problem) -> Reference:
+def marglik_reference(problem: Problem, hparams: HParams | None = None) -> Reference:
     """The exact full-GGN Laplace log marglik / N and its hypergradient at an L-BFGS MAP.
 
     State: the minimiser of the full-batch training loss at the initial hparams (the MAP of the
     joint with δ = N exp(log_wd), N = n_train); value: log q / N (higher is better);
     hypergradient: d(−log q / N)/d hparams at fixed θ, for log_wd.* and aug.* alike.
     """
-    from hgbench.probe import tight_optimum  # the probe module imports this one's users
-
-    hparams = problem.init_hparams()
+    hparams = problem.init_hparams() if hparams is None else hparams
     params = tight_optimum(problem, hparams)
     d = problem.data
     n = d.y_train.shape[0]

@@ -28,7 +28,8 @@ def _points(rows: pd.DataFrame) -> pd.DataFrame:
     if "label" not in rows.columns:
         rows = with_labels(rows)
     ok = rows[(rows["status"] == "ok") & rows["value"].notna() & rows["hg_time_s"].notna()]
-    ok = ok[[("bound" in p) for p in ok["method_params"]]]
+    # a boolean Series, not a list: an empty list would select zero columns instead of rows
+    ok = ok[ok["method_params"].map(lambda p: "bound" in p).astype(bool)]
     out = []
     for label, g in ok.groupby("label", sort=False):
         params = g["method_params"].iloc[0]

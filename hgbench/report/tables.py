@@ -16,52 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-RESULTS_FILE = "results.jsonl"
-STATUSES = ("ok", "failed", "timeout", "skipped")
-BASE_COLUMNS = (
-    "mode",
-    "suite",
-    "task",
-    "method",
-    "method_params",
-    "seed",
-    "status",
-    "error",
-    "time_s",
-    "peak_mem_mb",
-    "device",
-    "env",
-    "cell",
-    "attempt",
-    "final",
-    "dtype",
+from hgbench.schema import (
+    COLUMNS,
+    NUMERIC_COLUMNS,
+    RESULTS_FILE,
+    Mode,
+    Status,
+    is_final,
+    read_results,
 )
-RUN_COLUMNS = (
-    "step",
-    "epoch",
-    "test_acc",
-    "test_nll",
-    "val_loss",
-    "objective",
-    "hparams",
-    "extra",
-)
-PROBE_COLUMNS = ("hg_time_s", "hg_cos", "hg_rel_err", "reference", "value", "exact_value")
-NUMERIC_COLUMNS = (
-    "time_s",
-    "peak_mem_mb",
-    "step",
-    "epoch",
-    "test_acc",
-    "test_nll",
-    "val_loss",
-    "objective",
-    "hg_time_s",
-    "hg_cos",
-    "hg_rel_err",
-    "value",
-    "exact_value",
-)
+
+STATUSES = tuple(s.value for s in Status)
+BASE_COLUMNS = tuple(c.name for c in COLUMNS if c.modes == (Mode.RUN, Mode.PROBE))
+RUN_COLUMNS = tuple(c.name for c in COLUMNS if c.modes == (Mode.RUN,))
+PROBE_COLUMNS = tuple(c.name for c in COLUMNS if c.modes == (Mode.PROBE,))
 RUN_METRICS = ("test_acc", "test_nll", "time_s", "peak_mem_mb")
 PROBE_METRICS = ("hg_time_s", "hg_cos", "hg_rel_err", "peak_mem_mb", "value", "exact_value")
 
@@ -70,26 +38,6 @@ MISSING = "–"
 
 
 # --- loading -------------------------------------------------------------------------------------
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Parseable JSON-object lines of `path`, and how many lines were unreadable (torn writes)."""
-    rows: list[dict[str, Any]] = []
-    bad = 0
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if isinstance(obj, dict):
-                rows.append(obj)
-            else:
-                bad += 1
-    return rows, bad
-
-
 def _cell_key(row: dict[str, Any]) -> str:
     """The row's `cell`; rows written without one fall back to the fields it is a key of."""
     if row.get("cell") is not None:
@@ -109,12 +57,10 @@ def select_attempts(rows: Sequence[dict[str, Any]]) -> tuple[list[int], dict[str
     for i, row in enumerate(rows):
         key = (_cell_key(row), str(row.get("attempt", "")))
         attempts.setdefault(key, []).append(i)
-        if row.get("final") is True:
+        if is_final(row):
             winner[key[0]] = key
     kept = sorted(i for key in winner.values() for i in attempts[key])
-    completed = {
-        key for key, idx in attempts.items() if any(rows[i].get("final") is True for i in idx)
-    }
+    completed = {key for key, idx in attempts.items() if any(is_final(rows[i]) for i in idx)}
     stats = {
         "attempts": len(attempts),
         "interrupted_attempts": len(attempts) - len(completed),
@@ -135,7 +81,8 @@ def load_rows(out_dir: Path | str, *, completed_only: bool = True) -> pd.DataFra
         path = path / RESULTS_FILE
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}")
-    records, bad = read_jsonl(path)
+    read = read_results(path)
+    records, bad = read.rows, read.n_skipped
     if completed_only:
         kept, stats = select_attempts(records)
     else:
@@ -150,7 +97,9 @@ def load_rows(out_dir: Path | str, *, completed_only: bool = True) -> pd.DataFra
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     # dict-valued settings may be missing on odd rows; {} keeps downstream code branch-free
     df["method_params"] = [p if isinstance(p, dict) else {} for p in df["method_params"]]
-    df.attrs.update(source=str(path), parsed_rows=len(records), bad_lines=bad, **stats)
+    df.attrs.update(
+        source=str(path), parsed_rows=len(records), bad_lines=bad, skipped=read.summary(), **stats
+    )
     return df
 
 
