@@ -234,9 +234,12 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
 
     if args.data_dir is not None:
         os.environ["HGBENCH_DATA"] = str(args.data_dir)
+    suite = SUITES[args.suite]
     budget_s = getattr(args, "budget_s", None)
     if budget_s is not None and not (math.isfinite(budget_s) and budget_s > 0):
         raise UsageError("--budget-s must be a positive number of seconds")
+    if budget_s is None and mode == Mode.RUN:
+        budget_s = suite.budget_s
     if args.timeout_s is not None and not (math.isfinite(args.timeout_s) and args.timeout_s > 0):
         raise UsageError("--timeout-s must be a positive number of seconds")
     repeats = getattr(args, "repeats", 3)
@@ -251,7 +254,6 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
     device = _device(args.device, args.executor)
     if args.channels_last and device.type != "cuda":
         print("note: --channels-last mostly pays on a GPU", file=sys.stderr)
-    suite = SUITES[args.suite]
     context = {"device": device.type, "dtype": args.dtype, "budget_s": budget_s}
     if mode == Mode.PROBE:
         context["repeats"] = repeats

@@ -198,7 +198,7 @@ def plan_cells(
     method_names = _select(METHODS.names, methods, "--methods", "method") or METHODS.names(
         list(suite.methods)
     )
-    parsed = parse_sets(sets)
+    parsed = parse_sets([*suite.sets, *sets])
     check_sets_known(method_names, parsed)
     task_objs = apply_task_sets([TASKS[n] for n in task_names], parsed)
     for task in task_objs:

@@ -24,6 +24,10 @@ class Suite:
     methods: tuple[str, ...] = ("*",)
     seeds: tuple[int, ...] = (0, 1, 2)
     configs: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    # `--set` items applied before the command line's own (e.g. "task.epochs=2"), and a default
+    # `--budget-s` per cell: how a suite sizes its tasks without registering copies of them
+    sets: tuple[str, ...] = ()
+    budget_s: float | None = None
     gpu: bool = False  # sized for a GPU (the CLI warns when run on a CPU)
 
     def task_names(self) -> list[str]:
