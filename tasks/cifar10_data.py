@@ -2,17 +2,16 @@
 
 Two on-disk layouts are read (see `load_cifar10`); nothing else is guessed. Tasks put the arrays on
 their device once and draw batches by indexing, so this module returns whole tensors, not Datasets.
+Whatever is wrong with the files (missing, truncated, of the wrong type or shape) ends in one
+`DataUnavailableError` naming the file, which the command line prints as one line (exit 2).
 """
 
 from __future__ import annotations
 
 import pickle
 import socket
-import struct
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor
 
 from hgbench.errors import DataUnavailableError
+from hgbench.schema import StrEnum
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -35,7 +35,7 @@ DOWNLOAD_TIMEOUT_S = 60.0
 DOWNLOAD_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
-class Layout(str, Enum):
+class Layout(StrEnum):
     """Which on-disk layout the arrays were read from."""
 
     PICKLE = "pickle"  # the official python batches, cifar-10-batches-py/
@@ -51,7 +51,7 @@ class CifarArrays:
     test_x: Tensor
     test_y: Tensor
     classes: list[str]
-    layout: str
+    layout: Layout
 
 
 def load_cifar10(data_dir: str | Path, download: bool = True) -> CifarArrays:
@@ -61,7 +61,10 @@ def load_cifar10(data_dir: str | Path, download: bool = True) -> CifarArrays:
     1. the official python-pickle batches in `data_dir/cifar-10-batches-py/` (or `data_dir` itself
        being that folder): `data_batch_1` .. `data_batch_5`, `test_batch`, `batches.meta`;
     2. image folders `data_dir/train/<class>/*` and `data_dir/test/<class>/*` (PNG or JPEG, 32x32),
-       classes sorted by name as torchvision's ImageFolder does.
+       classes sorted by name as torchvision's ImageFolder does. Images come class by class, each
+       class sorted by file name; except where every file name of a split is a distinct number
+       (as the JPEG copy of CIFAR-10 names them: the image's index in the original order), which
+       puts the split in that numeric order, image for image the order of the python batches.
     Without either, `download=True` tries torchvision's downloader (which writes layout 1) and
     `download=False` does not; both end in `DataUnavailableError` if the data is still missing.
     """
@@ -91,11 +94,15 @@ def find_layout(root: Path) -> tuple[Layout, Path] | None:
 
 
 def _try_download(root: Path) -> str:
-    """Run torchvision's CIFAR-10 downloader into `root`; return why it failed, or ""."""
+    """Run torchvision's CIFAR-10 downloader into `root`; return why it failed, or "".
+
+    A failed attempt leaves the file system as it found it: every directory it created on the
+    way to `root` (parents included) is removed again while still empty.
+    """
     # Imported here: torchvision.datasets is slow to import and only needed for this fallback.
     import torchvision.datasets
 
-    created = not root.exists()
+    created = [p for p in (root, *root.parents) if not p.exists()]  # innermost first
     previous = socket.getdefaulttimeout()
     # An unreachable host must fail within a minute rather than hang the whole suite.
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
@@ -103,8 +110,11 @@ def _try_download(root: Path) -> str:
         root.mkdir(parents=True, exist_ok=True)
         torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
     except Exception as exc:  # any failure (DNS, HTTP, checksum, disk) means "unavailable"
-        if created and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()  # leave no empty directory behind a failed attempt
+        for directory in created:
+            try:
+                directory.rmdir()  # only while empty: never what the download did write
+            except OSError:
+                break
         return f"download failed: {type(exc).__name__}: {exc}".splitlines()[0]
     finally:
         socket.setdefaulttimeout(previous)
@@ -156,35 +166,59 @@ def _unpickle(path: Path) -> dict:
         with path.open("rb") as f:
             obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
     except Exception as exc:
-        raise DataUnavailableError(f"cannot read CIFAR-10 batch {path}: {exc}") from exc
+        raise DataUnavailableError(f"cannot read CIFAR-10 batch {path}: {_one_line(exc)}") from exc
     if not isinstance(obj, dict):
         raise DataUnavailableError(f"CIFAR-10 batch {path} holds {type(obj).__name__}, not a dict")
     return obj
 
 
+def _integer_array(value: object, path: Path, key: str, ndim: int) -> np.ndarray:
+    """`value` as an integer array of `ndim` dimensions, or a DataUnavailableError naming it."""
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # ragged lists and other objects numpy cannot make an array of
+        raise DataUnavailableError(
+            f"CIFAR-10 batch {path}: {key} is not an array ({_one_line(exc)})"
+        ) from exc
+    if array.dtype.kind not in "iu" or array.ndim != ndim:
+        raise DataUnavailableError(
+            f"CIFAR-10 batch {path}: {key} must be a {ndim}-d integer array, got "
+            f"{type(value).__name__} of dtype {array.dtype} and shape {array.shape}"
+        )
+    return array
+
+
 def _read_batch(path: Path) -> tuple[Tensor, Tensor]:
     batch = _unpickle(path)
-    try:
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except KeyError as exc:
-        raise DataUnavailableError(f"CIFAR-10 batch {path} lacks key {exc}") from exc
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+    for key in (b"data", b"labels"):
+        if key not in batch:
+            raise DataUnavailableError(f"CIFAR-10 batch {path} lacks key {key!r}")
+    data = _integer_array(batch[b"data"], path, "data", ndim=2)
+    labels = _integer_array(batch[b"labels"], path, "labels", ndim=1)
+    if data.shape[1] != 3072 or len(labels) != len(data):
         raise DataUnavailableError(
             f"CIFAR-10 batch {path}: data has shape {data.shape} and {len(labels)} labels; "
             "expected (N, 3072) and N labels"
         )
+    if data.dtype != np.uint8 and len(data) and (data.min() < 0 or data.max() > 255):
+        raise DataUnavailableError(f"CIFAR-10 batch {path}: pixel values outside 0..255")
     # Each row is 1024 red, then 1024 green, then 1024 blue values, each plane row-major.
-    images = torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE).copy())  # (N, 3, 32, 32)
-    return images, torch.from_numpy(labels.copy())
+    images = torch.from_numpy(data.astype(np.uint8).reshape(-1, *IMAGE_SHAPE))  # (N, 3, 32, 32)
+    return images, torch.from_numpy(labels.astype(np.int64))
 
 
 def _read_pickles(folder: Path) -> CifarArrays:
     meta = _unpickle(folder / META_FILE)
     names = meta.get(b"label_names")
-    if not isinstance(names, list) or len(names) != len(CIFAR10_CLASSES):
-        raise DataUnavailableError(f"{folder / META_FILE}: expected 10 label_names, got {names!r}")
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    if (
+        not isinstance(names, list)
+        or len(names) != len(CIFAR10_CLASSES)
+        or not all(isinstance(n, bytes | str) for n in names)
+    ):
+        raise DataUnavailableError(
+            f"{folder / META_FILE}: expected 10 label_names, got {_short(names)}"
+        )
+    classes = [n.decode(errors="replace") if isinstance(n, bytes) else n for n in names]
     train = [_read_batch(folder / name) for name in TRAIN_BATCHES]
     test_x, test_y = _read_batch(folder / TEST_BATCH)
     train_x = torch.cat([x for x, _ in train])
@@ -192,7 +226,7 @@ def _read_pickles(folder: Path) -> CifarArrays:
     for labels, split in ((train_y, "train"), (test_y, "test")):
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise DataUnavailableError(f"{folder}: {split} labels outside 0..{len(classes) - 1}")
-    return CifarArrays(train_x, train_y, test_x, test_y, classes, Layout.PICKLE.value)
+    return CifarArrays(train_x, train_y, test_x, test_y, classes, Layout.PICKLE)
 
 
 # --- layout 2: image folders ----------------------------------------------------------------
@@ -207,7 +241,7 @@ def _read_folders(root: Path) -> CifarArrays:
         )
     train_x, train_y = _read_split(root / "train", classes)
     test_x, test_y = _read_split(root / "test", classes)
-    return CifarArrays(train_x, train_y, test_x, test_y, classes, Layout.FOLDER.value)
+    return CifarArrays(train_x, train_y, test_x, test_y, classes, Layout.FOLDER)
 
 
 def _class_names(split_dir: Path) -> list[str]:
@@ -231,41 +265,54 @@ def _read_split(split_dir: Path, classes: list[str]) -> tuple[Tensor, Tensor]:
         labels += [label] * len(found)
     if not files:
         raise DataUnavailableError(f"{split_dir} holds no {'/'.join(IMAGE_SUFFIXES)} images")
-    return _decode_images(files), torch.tensor(labels, dtype=torch.int64)
+    order = _numeric_order(files)
+    if order is not None:
+        files, labels = [files[i] for i in order], [labels[i] for i in order]
+    return decode_images(files), torch.tensor(labels, dtype=torch.int64)
 
 
-def _decode_images(files: list[Path], chunk: int = 2048) -> Tensor:
-    """Decode image files to one uint8 (N, 3, 32, 32) tensor, in chunks on a few threads."""
-    chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
-    # File reads and torchvision's decoders release the GIL, so threads overlap them.
-    with ThreadPoolExecutor(max_workers=4) as pool, warnings.catch_warnings():
-        # torchvision 0.29 warns on every decode that torchcodec will take decoding over.
-        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
-        parts = list(pool.map(_decode_chunk, chunks))
-    return torch.cat(parts)
+def _numeric_order(files: list[Path]) -> list[int] | None:
+    """The positions of `files` sorted by their numeric names, if every name is a distinct
+    number (the index of the image in the original order); None otherwise."""
+    stems = [p.stem for p in files]
+    if not all(s.isdigit() for s in stems):
+        return None
+    numbers = [int(s) for s in stems]
+    if len(set(numbers)) != len(numbers):
+        return None
+    return sorted(range(len(files)), key=numbers.__getitem__)
 
 
-def _decode_chunk(files: list[Path]) -> Tensor:
+def decode_images(files: list[Path]) -> Tensor:
+    """Decode image files into one uint8 (N, 3, 32, 32) tensor.
+
+    JPEGs go through torchvision's batched decoder (`decode_jpeg` on a list: one call for the
+    whole split); other formats, and every file of a batch the decoder refuses (to name the
+    broken one), are decoded one by one. Anything unreadable is a DataUnavailableError.
+    """
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-    raw = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in files]
+    raw = [_read_image_bytes(p) for p in files]
     images: list[Tensor | None] = [None] * len(files)
-    jpeg = [i for i, r in enumerate(raw) if _is_jpeg(r)]
-    if jpeg:
-        # decode_jpeg takes a list in one call; other formats (or a batch with a corrupt file,
-        # to name it) are decoded one by one below.
-        try:
-            decoded = decode_jpeg([raw[i] for i in jpeg], mode=ImageReadMode.RGB)
-        except RuntimeError:
-            decoded = [None] * len(jpeg)
-        for i, image in zip(jpeg, decoded, strict=True):
-            images[i] = image
-    for i, r in enumerate(raw):
-        if images[i] is None:
+    jpeg = [i for i, r in enumerate(raw) if r[:3] == _JPEG_MAGIC]
+    with warnings.catch_warnings():
+        # torchvision 0.29 warns on every decode that torchcodec will take decoding over.
+        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+        if jpeg:
             try:
-                images[i] = decode_image(r, mode=ImageReadMode.RGB)
-            except RuntimeError as exc:
-                raise DataUnavailableError(f"cannot decode image {files[i]}: {exc}") from exc
+                decoded = decode_jpeg([_as_tensor(raw[i]) for i in jpeg], mode=ImageReadMode.RGB)
+            except RuntimeError:
+                decoded = [None] * len(jpeg)
+            for i, image in zip(jpeg, decoded, strict=True):
+                images[i] = image
+        for i, r in enumerate(raw):
+            if images[i] is None:
+                try:
+                    images[i] = decode_image(_as_tensor(r), mode=ImageReadMode.RGB)
+                except RuntimeError as exc:
+                    raise DataUnavailableError(
+                        f"cannot decode image {files[i]}: {_one_line(exc)}"
+                    ) from exc
     for path, image in zip(files, images, strict=True):
         assert image is not None
         if tuple(image.shape) != IMAGE_SHAPE:
@@ -275,8 +322,36 @@ def _decode_chunk(files: list[Path]) -> Tensor:
     return torch.stack(images)  # type: ignore[arg-type]
 
 
-def _is_jpeg(raw: Tensor) -> bool:
-    return len(raw) >= 3 and raw[:3].tolist() == [0xFF, 0xD8, 0xFF]
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _read_image_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise DataUnavailableError(
+            f"{path} is a directory, not an image file (image folders hold "
+            "<split>/<class>/<image file>)"
+        ) from None
+    except OSError as exc:
+        raise DataUnavailableError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if not raw:
+        raise DataUnavailableError(f"image {path} is empty (0 bytes)")
+    return raw
+
+
+def _as_tensor(raw: bytes) -> Tensor:
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- class-balanced subsets -----------------------------------------------------------------
@@ -334,64 +409,3 @@ def _random_rank_within_class(labels: Tensor, generator: torch.Generator) -> Ten
     rank = torch.empty(len(labels), dtype=torch.int64)
     rank[by_class] = torch.arange(len(labels)) - first
     return rank
-
-
-# --- test tooling ---------------------------------------------------------------------------
-
-
-def write_fake_cifar_pickles(root: Path, n_train_per_batch: int, n_test: int, seed: int) -> Path:
-    """Write random images in CIFAR-10's exact python-pickle format; return the batches folder.
-
-    Creates `root/cifar-10-batches-py/` with five training batches of `n_train_per_batch` images,
-    a test batch of `n_test`, and `batches.meta`. Labels cycle over the 10 classes.
-    """
-    folder = Path(root) / PICKLE_DIRNAME
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    batches = [
-        (name, n_train_per_batch, f"training batch {i + 1} of 5")
-        for i, name in enumerate(TRAIN_BATCHES)
-    ]
-    batches.append((TEST_BATCH, n_test, "testing batch 1 of 1"))
-    for name, n, batch_label in batches:
-        _write_pickle(
-            folder / name,
-            {
-                b"batch_label": batch_label.encode(),
-                b"labels": [j % 10 for j in range(n)],
-                b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),  # (n, 3*32*32)
-                b"filenames": [f"fake_{name}_{j:05d}.png".encode() for j in range(n)],
-            },
-        )
-    meta = {
-        b"label_names": [c.encode() for c in CIFAR10_CLASSES],
-        b"num_cases_per_batch": n_train_per_batch,
-        b"num_vis": 3072,
-    }
-    _write_pickle(folder / META_FILE, meta)
-    return folder
-
-
-class _Python2Pickler(pickle._Pickler):
-    """Protocol-2 pickler that writes `bytes` as Python 2 `str`, as the official files hold them.
-
-    Python 3 would write bytes as `_codecs.encode(...)` calls, which read back as bytes under any
-    encoding; Python 2 strings read back as bytes under encoding="bytes" and as str under
-    encoding="latin1" (torchvision's reader), and the fakes must behave like the real files.
-    """
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def save_python2_str(self, obj: bytes) -> None:
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_python2_str
-
-
-def _write_pickle(path: Path, obj: dict) -> None:
-    with path.open("wb") as f:
-        _Python2Pickler(f, protocol=2).dump(obj)

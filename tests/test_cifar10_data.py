@@ -6,9 +6,11 @@ import pickle
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from cifar_fakes import write_fake_cifar_pickles, write_pickle
 from torchvision.io import write_jpeg, write_png
 
 from hgbench.errors import DataUnavailableError, UsageError
@@ -17,7 +19,6 @@ from hgbench.tasks.cifar10_data import (
     balanced_subset,
     load_cifar10,
     train_val_split,
-    write_fake_cifar_pickles,
 )
 
 # torchvision 0.29 deprecates its image codecs (for torchcodec); the test writes images with them.
@@ -146,6 +147,87 @@ def test_image_folder_rejects_wrong_size(tmp_path: Path) -> None:
         load_cifar10(tmp_path, download=False)
 
 
+def test_image_folder_with_numbered_files_keeps_the_numeric_order(tmp_path: Path) -> None:
+    # As the JPEG copy of CIFAR-10 names its files: the image's index in the original order.
+    g = _gen(0)
+    images = torch.randint(0, 256, (5, 3, 32, 32), generator=g, dtype=torch.uint8)
+    labels = [1, 0, 1, 1, 0]
+    for split in ("train", "test"):
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            folder = tmp_path / split / ("cat", "dog")[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            write_png(image, str(folder / f"{i:05d}.png"))
+    data = load_cifar10(tmp_path, download=False)
+    assert data.train_y.tolist() == labels and data.test_y.tolist() == labels
+    assert torch.equal(data.train_x, images) and torch.equal(data.test_x, images)
+
+
+# --- malformed data: one clean error naming the file, never a traceback ---------------------
+
+
+@pytest.mark.parametrize(
+    ("batch", "match"),
+    [
+        ({b"data": "not pixels", b"labels": [0]}, "data must be a 2-d integer array"),
+        ({b"data": np.zeros((1, 3072)), b"labels": [0]}, "dtype float64"),
+        ({b"data": np.zeros((1, 3072), np.uint8), b"labels": ["cat"]}, "labels must be"),
+        ({b"data": np.zeros((1, 3072), np.uint8), b"labels": [[0], [1, 2]]}, "labels is not"),
+        ({b"data": np.zeros((1, 3072), np.uint8), b"labels": None}, "labels must be"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "expected \\(N, 3072\\)"),
+        ({b"data": np.zeros((1, 100), np.uint8), b"labels": [0]}, "expected \\(N, 3072\\)"),
+        ({b"data": np.full((1, 3072), 300), b"labels": [0]}, "outside 0..255"),
+        ({b"labels": [0]}, "lacks key"),
+    ],
+)
+def test_pickle_with_wrong_fields_is_a_clean_error(tmp_path: Path, batch: dict, match: str) -> None:
+    folder = write_fake_cifar_pickles(tmp_path, n_train_per_batch=2, n_test=2, seed=0)
+    write_pickle(folder / "data_batch_3", batch)
+    with pytest.raises(DataUnavailableError, match=match) as info:
+        load_cifar10(tmp_path, download=False)
+    assert "data_batch_3" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("names", [None, [b"a", b"b"], [1] * 10])
+def test_pickle_meta_with_wrong_label_names_is_a_clean_error(tmp_path: Path, names) -> None:
+    folder = write_fake_cifar_pickles(tmp_path, n_train_per_batch=2, n_test=2, seed=0)
+    write_pickle(folder / "batches.meta", {b"label_names": names})
+    with pytest.raises(DataUnavailableError, match="label_names"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_truncated_pickle_is_a_clean_error(tmp_path: Path) -> None:
+    folder = write_fake_cifar_pickles(tmp_path, n_train_per_batch=2, n_test=2, seed=0)
+    raw = (folder / "test_batch").read_bytes()
+    (folder / "test_batch").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataUnavailableError, match="cannot read CIFAR-10 batch .*test_batch"):
+        load_cifar10(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("name", ["empty.png", "empty.jpg"])
+def test_empty_image_file_is_a_clean_error(tmp_path: Path, name: str) -> None:
+    _write_folder(tmp_path / "train", {"a": 2}, seed=0)
+    _write_folder(tmp_path / "test", {"a": 1}, seed=1)
+    (tmp_path / "train" / "a" / name).write_bytes(b"")
+    with pytest.raises(DataUnavailableError, match=f"{name} is empty"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_directory_named_like_an_image_is_a_clean_error(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "train", {"cat": 2}, seed=0)
+    _write_folder(tmp_path / "test", {"cat": 1}, seed=1)
+    (tmp_path / "train" / "cat" / "x.png").mkdir()
+    with pytest.raises(DataUnavailableError, match="x.png is a directory"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_file_that_is_no_image_is_a_clean_error(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "train", {"a": 2}, seed=0)
+    _write_folder(tmp_path / "test", {"a": 1}, seed=1)
+    (tmp_path / "test" / "a" / "notes.png").write_text("hello")
+    with pytest.raises(DataUnavailableError, match="cannot decode image .*notes.png"):
+        load_cifar10(tmp_path, download=False)
+
+
 # --- missing data -----------------------------------------------------------------------------
 
 
@@ -180,6 +262,20 @@ def test_failed_download_raises_data_unavailable(
     assert socket.getdefaulttimeout() == default_timeout  # and the default restored afterwards
     assert str(missing.resolve()) in str(info.value)
     assert not missing.exists()  # the empty directory made for the download is removed
+
+
+def test_failed_download_removes_every_directory_it_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(root: str, train: bool, download: bool) -> None:
+        raise OSError("offline")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DataUnavailableError):
+        load_cifar10(tmp_path / "kept" / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"]
+    assert not any((tmp_path / "kept").iterdir())  # kept: it was there before
 
 
 def _offline() -> bool:

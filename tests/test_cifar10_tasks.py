@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from cifar_fakes import write_fake_cifar_pickles
 
 from hgbench.augment import AFFINE
 from hgbench.laplace import Structure, augmented_inputs, hypergradient, log_marglik
 from hgbench.plugins import load_plugins
 from hgbench.store import RESULTS_FILE
 from hgbench.task import TASKS
-from hgbench.tasks.cifar10_data import write_fake_cifar_pickles
 
 load_plugins()
 
