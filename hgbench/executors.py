@@ -26,6 +26,7 @@ import torch
 
 from hgbench.errors import UsageError
 from hgbench.runner import Cell, Runner, RunOptions
+from hgbench.schema import Status
 
 RAY_MISSING = '--executor ray needs Ray, which is not installed: pip install -e ".[ray]"'
 
@@ -279,7 +280,7 @@ class RayExecutor:
             try:
                 status, rows = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                status = "failed"
+                status = Status.FAILED
                 # where the worker died is unknown here: say so rather than name the driver's host
                 where = {"executor": "ray", "host": None, "driver_host": platform.node()}
                 self.runner.record_failure(cell, _failure_text(exc, self.retries + 1), where)
@@ -293,7 +294,7 @@ class RayExecutor:
             running = min(len(pending), self._slots())
             print(
                 f"[cell {done}/{n}] {cell.label()} seed {cell.seed}: {status} | "
-                f"{done} done, {running} running, {counts.get('failed', 0)} failed | "
+                f"{done} done, {running} running, {counts.get(Status.FAILED, 0)} failed | "
                 f"elapsed {elapsed:.0f}s, remaining ~{eta:.0f}s",
                 file=log,
                 flush=True,

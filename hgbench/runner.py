@@ -8,19 +8,13 @@ stops the suite: it becomes a row with status `failed` or `timeout`.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import hashlib
 import json
 import math
-import re
-import signal
 import statistics
 import sys
-import traceback
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +24,8 @@ import torch
 from hgbench.calibration import NOISE_THRESHOLD, drift, step_time
 from hgbench.envinfo import environment, software_env
 from hgbench.errors import DivergedError
+from hgbench.estimates import estimate_record, save_estimates
+from hgbench.guards import CellTimeout, check_finite, copy_checkpoint, deadline, error_text
 from hgbench.hparams import HParams, HParamSpace
 from hgbench.method import METHODS, Budget, Checkpoint, Estimate, Method, Objective, Reference
 from hgbench.probe import compare, probe_reference
@@ -93,39 +89,6 @@ class RunOptions:
     noise_threshold: float = NOISE_THRESHOLD
 
 
-class CellTimeout(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float | None) -> Iterator[None]:
-    """Raise CellTimeout in this (main) thread after `seconds` of wall time."""
-    if not seconds or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise CellTimeout(f"cell exceeded its {seconds:g} s wall-clock limit")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _error_text(exc: BaseException) -> str:
-    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    loc = f" (at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno})" if where else ""
-    return f"{type(exc).__name__}: {exc}{loc}"
-
-
-def _finite(tensors) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
-
-
 class Runner:
     """Executes cells into a store; one `Problem` per (task, seed) is built and reused."""
 
@@ -186,7 +149,7 @@ class Runner:
             # Built and warmed up outside the deadline: the alarm must never interrupt a
             # first-time import (a half-imported module would break every later cell).
             problem = self.problem(cell.task, cell.seed)
-            with _deadline(self.options.timeout_s):
+            with deadline(self.options.timeout_s):
                 method = cell.make_method()
                 reason = method.skip_reason(problem)
                 if (
@@ -219,7 +182,7 @@ class Runner:
                 base,
                 pending,
                 status=Status.FAILED,
-                error=_error_text(exc),
+                error=error_text(exc),
                 time_s=watch.total,
                 peak_mem_mb=mem.read_mb(),
             )
@@ -305,14 +268,14 @@ class Runner:
                     if not first:
                         watch.pause()
                 first = False
-                _check_finite(ckpt)
+                check_finite(ckpt)
                 due = evaluated_upto is None or (
                     ckpt.epoch // task.eval_every > evaluated_upto // task.eval_every
                 )
                 if due:
                     self._emit(pending, self._run_row(base, problem, ckpt, watch, mem, subset))
                     evaluated_upto = ckpt.epoch
-                latest = (_copy_checkpoint(ckpt), due) if subset or not due else None
+                latest = (copy_checkpoint(ckpt), due) if subset or not due else None
                 if budget.over():
                     break
         finally:
@@ -406,53 +369,7 @@ class Runner:
                 },
             )
             if self.options.estimates_dir is not None:
-                saved.append(_estimate_record(k, ref, est))
+                saved.append(estimate_record(k, ref, est))
         if saved:
             assert self.options.estimates_dir is not None
-            _save_estimates(self.options.estimates_dir, cell, saved)
-
-
-def _check_finite(ckpt: Checkpoint) -> None:
-    if ckpt.objective is not None and not math.isfinite(ckpt.objective):
-        raise DivergedError(f"objective is {ckpt.objective} at step {ckpt.step}")
-    if not _finite(ckpt.params.values()) or not _finite(ckpt.hparams.values()):
-        raise DivergedError(f"non-finite params or hparams at step {ckpt.step}")
-
-
-def _copy_checkpoint(ckpt: Checkpoint) -> Checkpoint:
-    def clone(tree):
-        return {k: v.detach().clone() for k, v in tree.items()}
-
-    return dataclasses.replace(
-        ckpt,
-        params=clone(ckpt.params),
-        hparams=clone(ckpt.hparams),
-        extra=copy.deepcopy(ckpt.extra),
-    )
-
-
-def _cpu(tree: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in tree.items()}
-
-
-def _estimate_record(k: int, ref: Reference, est: Estimate) -> dict[str, Any]:
-    return {
-        "probe_state": k,
-        "hparams": _cpu(ref.state.hparams),
-        "estimate": _cpu(est.hypergradient),
-        "reference": _cpu(ref.hypergradient),
-        "reference_name": ref.name,
-        "value": est.value,
-        "exact_value": ref.value,
-    }
-
-
-def estimates_path(directory: Path, cell: Cell) -> Path:
-    """Where `--save-estimates` puts a cell's estimates: one file per cell, named by its key."""
-    return Path(directory) / (re.sub(r"[^A-Za-z0-9_.-]", "_", cell.key) + ".pt")
-
-
-def _save_estimates(directory: Path, cell: Cell, records: list[dict[str, Any]]) -> None:
-    path = estimates_path(directory, cell)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"cell": cell.key, "method_params": cell.method_params, "states": records}, path)
+            save_estimates(self.options.estimates_dir, cell.key, cell.method_params, saved)
