@@ -101,3 +101,51 @@ def dense() -> Solver:
         return Solution(x, float((a @ x - b).norm() / b.norm()), b.numel())
 
     return solve
+
+
+def nystrom(
+    rank: int | None, rho: float = 0.0, seed: int = 0, report_residual: bool = True
+) -> Solver:
+    """Nyström inverse (Hataya & Yamada 2023): x = (Â + ρI)⁻¹ b with Â = C W⁺ Cᵀ the Nyström
+    approximation of A from `rank` of its columns, C = A[:, S], W = A[S, S], S drawn uniformly
+    without replacement (seeded: the same columns for the same `seed` and size).
+
+    Costs `rank` matvecs (one batched call), plus one to report the residual. With C = QR
+    (thin QR), Â = Q M Qᵀ, M = R W⁻¹ Rᵀ, so
+
+        x = Q (M + ρI)⁻¹ Qᵀ b + (b − Q Qᵀ b) / ρ      (ρ > 0: Woodbury, as in the paper)
+        x = Q R⁻ᵀ W R⁻¹ Qᵀ b                           (ρ = 0: Â⁺ b, no W⁻¹ formed)
+
+    `rank` None (or ≥ n) takes every column: then Â = A, and with ρ = 0 the solve is exact.
+    """
+    if rank is not None and rank < 1:
+        raise ValueError("rank must be at least 1 (or None: every column)")
+    if rho < 0:
+        raise ValueError("rho must be >= 0")
+
+    def solve(matvec: MatVec, b: Tensor) -> Solution:
+        n = b.numel()
+        k = n if rank is None else min(rank, n)
+        gen = torch.Generator().manual_seed(seed)
+        cols = torch.randperm(n, generator=gen)[:k].sort().values.to(b.device)
+        basis = torch.zeros(k, n, dtype=b.dtype, device=b.device)
+        basis[torch.arange(k, device=b.device), cols] = 1.0
+        c = torch.func.vmap(matvec)(basis).T  # (n, k): the columns A[:, S]
+        w = c[cols]  # (k, k)
+        w = 0.5 * (w + w.T)
+        q, r = torch.linalg.qr(c)  # C = QR, Q (n, k)
+        qb = q.T @ b
+        if rho == 0.0:
+            # Â⁺ b = Q R⁻ᵀ W R⁻¹ Qᵀ b: triangular solves only (R is invertible when C has full
+            # column rank: distinct columns of a nonsingular A)
+            y = torch.linalg.solve_triangular(r, qb[:, None], upper=True)
+            y = torch.linalg.solve_triangular(r.T, w @ y, upper=False)[:, 0]
+            x = q @ y
+        else:
+            m = r @ torch.linalg.solve(w, r.T)
+            m = 0.5 * (m + m.T) + rho * torch.eye(k, dtype=b.dtype, device=b.device)
+            x = q @ torch.linalg.solve(m, qb) + (b - q @ qb) / rho
+        res = _relative_residual(matvec, x, b) if report_residual else float("nan")
+        return Solution(x, res, k)
+
+    return solve
