@@ -14,7 +14,9 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from hgbench.report import load_rows, plots, tables, write_report, writer
+from hgbench.report import load_rows, plots, probe_plots, summary, tables, write_report, writer
+from hgbench.report.configs import describe_configs
+from hgbench.report.style import make_style, method_colors
 
 TASKS = ("toy_a", "toy-b")
 CONFIGS = (  # (method, method_params): unroll has two configs that differ in K only
@@ -184,16 +186,23 @@ def _section(report: str, title: str) -> str:
     return report.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
-def _table_row(section: str, label: str) -> list[str]:
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] == label:
-            return cells
+def _table(section: str) -> list[list[str]]:
+    """The first markdown table of a section: header, then body rows (separator left out)."""
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines]
+    return [cells[0], *cells[2:]] if cells else []
+
+
+def _cell(section: str, label: str, column: str) -> str:
+    header, *body = _table(section)
+    for row in body:
+        if row[0] == label:
+            return row[header.index(column)]
     raise AssertionError(f"no table row for {label!r} in\n{section}")
 
 
-def _expected(rows: list[dict], task: str, c: int, metric: str, fmt: str = ".3f") -> str:
-    """median [q25, q75] of the final row of the last complete attempt per seed, via numpy."""
+def _finals(rows: list[dict], task: str, c: int, metric: str) -> np.ndarray:
+    """The final value per seed of the last complete ok attempt of a config, in seed order."""
     method, params = CONFIGS[c]
     last: dict[str, dict] = {}
     for r in rows:
@@ -203,9 +212,23 @@ def _expected(rows: list[dict], task: str, c: int, metric: str, fmt: str = ".3f"
             and r["status"] == "ok"
         ):
             last[r["cell"]] = r
-    v = np.array([r[metric] for r in last.values()])
-    med, q25, q75 = np.median(v), np.percentile(v, 25), np.percentile(v, 75)
-    return f"{med:{fmt}} [{q25:{fmt}}, {q75:{fmt}}]"
+    return np.array([r[metric] for r in sorted(last.values(), key=lambda r: r["seed"])])
+
+
+def _iqm(v: np.ndarray) -> float:
+    """Interquartile mean by hand: drop floor(n/4) from each end, average the rest."""
+    k = len(v) // 4
+    return float(np.mean(np.sort(v)[k : len(v) - k]))
+
+
+def _check_interval(text: str, v: np.ndarray, fmt: str = ".3f") -> None:
+    """`text` is `iqm [low, high]` with the IQM of v and an interval inside [min, max] around it."""
+    m = re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", text)
+    assert m, text
+    value, low, high = (float(g) for g in m.groups())
+    assert m.group(1) == f"{_iqm(v):{fmt}}"
+    step = 10.0 ** -int(fmt[1:-1])
+    assert v.min() - step <= low <= value <= high <= v.max() + step
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +248,8 @@ def test_report_mentions_every_task_and_method(run_report):
     for label in LABELS.values():
         assert label in report
     assert "cpu" in report and "float32" in report
-    assert "1 unreadable lines skipped" in report
+    # the torn last line: how many damaged lines were skipped, and why
+    assert "- Damaged lines: 1 damaged line skipped (1 not JSON)" in report
 
 
 def test_run_table_matches_numpy(run_report):
@@ -233,12 +257,14 @@ def test_run_table_matches_numpy(run_report):
     for task in TASKS:
         section = _section(report, f"Run: {task}")
         for c, label in LABELS.items():
-            cells = _table_row(section, label)
-            assert cells[1] == _expected(rows, task, c, "test_acc")
-            assert cells[2] == _expected(rows, task, c, "test_nll")
-            assert cells[4] == _expected(rows, task, c, "peak_mem_mb", ".0f")
+            for column, metric in (("test NLL", "test_nll"), ("test acc", "test_acc")):
+                _check_interval(_cell(section, label, column), _finals(rows, task, c, metric))
+            mem = _finals(rows, task, c, "peak_mem_mb")
+            _check_interval(_cell(section, label, "peak mem (MB)"), mem, ".0f")
             if (task, c) not in {FAILED[:2], SKIPPED[:2]}:
-                assert cells[5] == "3"
+                assert _cell(section, label, "seeds") == "3"
+        # rows without `tse` (written before it existed): no cost column, no crash
+        assert "cost (TSE)" not in _table(section)[0]
 
 
 def test_interrupted_and_superseded_attempts_are_ignored(run_report):
@@ -246,13 +272,15 @@ def test_interrupted_and_superseded_attempts_are_ignored(run_report):
     section = _section(report, "Run: toy_a")
     # the interrupted attempt of (unroll K=5, seed 1) has accuracies near 0.0-0.3
     ok_only = [r for r in rows if r.get("test_acc") is not None and r["final"] is True]
-    assert _table_row(section, "unroll (K=5)")[1] == _expected(ok_only, "toy_a", 1, "test_acc")
-    accs = [float(x) for x in re.findall(r"[\d.]+", _table_row(section, "unroll (K=5)")[1])]
+    _check_interval(
+        _cell(section, "unroll (K=5)", "test acc"), _finals(ok_only, "toy_a", 1, "test_acc")
+    )
+    accs = [float(x) for x in re.findall(r"[\d.]+", _cell(section, "unroll (K=5)", "test acc"))]
     assert min(accs) > 0.8
     # seed 7 of fixed was never completed: still three seeds
-    assert _table_row(section, "fixed")[5] == "3"
+    assert _cell(section, "fixed", "seeds") == "3"
     # ift seed 0 ran twice to completion; only the later attempt (no -0.3 shift) counts
-    assert min(float(x) for x in re.findall(r"[\d.]+", _table_row(section, "ift")[1])) > 0.8
+    assert min(float(x) for x in re.findall(r"[\d.]+", _cell(section, "ift", "test acc"))) > 0.8
 
     df = load_rows(run_report[0])
     assert not (df["seed"] == 7).any()
@@ -265,21 +293,92 @@ def test_failed_and_skipped_cells_are_reported(run_report):
     assert ERROR in report and "second line" not in report
     assert "fixed needs a validation split" in report
     section = _section(report, "Run: toy-b")
-    assert _table_row(section, "ift")[5] == "2/3 (1 failed)"
-    assert _table_row(section, "ift")[1] == _expected(rows, "toy-b", 3, "test_acc")
+    assert _cell(section, "ift", "seeds") == "2/3 (1 failed)"
+    _check_interval(_cell(section, "ift", "test acc"), _finals(rows, "toy-b", 3, "test_acc"))
     status = _section(report, "Status")
-    assert _table_row(status, "ift")[1:] == ["run", "5", "1", "0", "0"]
-    assert _table_row(status, "fixed")[1:] == ["run", "5", "0", "0", "1"]
-    assert _table_row(section, "fixed")[5] == "2/3 (1 skipped)"
+    assert _cell(status, "ift", "ok") == "5" and _cell(status, "ift", "failed") == "1"
+    assert _cell(status, "fixed", "skipped") == "1"
+    assert _cell(section, "fixed", "seeds") == "2/3 (1 skipped)"
+
+
+def test_verdict_names_the_best_config_with_its_paired_difference(run_report):
+    _, report, rows = run_report
+    verdict = _section(report, "Verdict")
+    for task in TASKS:
+        # the lowest IQM test NLL, by hand
+        iqms = {lab: _iqm(_finals(rows, task, c, "test_nll")) for c, lab in LABELS.items()}
+        best = min(iqms, key=iqms.get)
+        assert f"- **{task}**: `{best}` has the lowest test NLL" in verdict
+        row = _cell(verdict, task, "lowest test NLL")
+        assert row == best
+    # every config (ift seed 2 on toy-b failed) is ranked; the diagram is drawn
+    assert "![critical-difference diagram](figures/ranks.png)" in verdict
+    assert "![gain over the baseline per task](figures/gains.png)" in verdict
+    pairs = _section(report, "Verdict").split("### Separated pairs", 1)[1]
+    header, *body = _table(pairs)
+    assert header[:3] == ["task", "configs", "pairs compared"]
+    assert [r[0] for r in body] == list(TASKS)
+    # 4 configs: 6 pairs; on toy-b fixed and ift share one seed only (1 skipped, 1 failed)
+    assert [r[2] for r in body] == ["6", "5"]
+
+
+def test_paired_comparisons_agree_with_scipy(run_report):
+    from scipy import stats as sps
+
+    _, report, rows = run_report
+    section = _section(report, "Run: toy_a")
+    pairs = section.split("Paired comparisons", 1)[1]
+    header, *body = _table(pairs)
+    order = [r[0].split(". ", 1)[1] for r in body]
+    by_label = {lab: c for c, lab in LABELS.items()}
+    for i, a in enumerate(order):
+        for j, b in enumerate(order):
+            if i == j:
+                continue
+            x, y = (_finals(rows, "toy_a", by_label[k], "test_nll") for k in (a, b))
+            ci = sps.ttest_rel(x, y).confidence_interval(0.95)
+            mark = body[i][j + 1].strip("*")
+            separated = ci.low > 0 or ci.high < 0
+            assert mark == ((">" if ci.low > 0 else "<") if separated else "·"), (a, b)
+
+
+def test_time_to_target_column(run_report):
+    _, report, rows = run_report
+    section = _section(report, "Run: toy_a")
+    target = _iqm(_finals(rows, "toy_a", 0, "test_nll"))  # fixed's final IQM
+    assert f"final IQM ({target:.3f})" in section
+    # the last configs are lower by 0.03 per index: every seed of "ift" gets there first
+    assert re.fullmatch(r"\S+ \(3/3\)", _cell(section, "ift", "TSE to target (reached)"))
 
 
 def test_referenced_figures_exist(run_report):
     out, report, _ = run_report
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert len(images) == 3 * len(TASKS)  # per run task: Pareto, curves, validation vs test
+    # per run task: Pareto, anytime curves, validation vs test; the verdict: gains, ranks
+    assert len(images) == 3 * len(TASKS) + 2
     for rel in images:
         assert not Path(rel).is_absolute()
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_noisy_cells_are_counted_named_and_marked(tmp_path):
+    rows = run_rows()
+    for r in rows:
+        r["noisy"] = False
+        if r["task"] == "toy_a" and r["method"] == "ift" and r["seed"] == 1:
+            r["noisy"] = True  # one cell timed while the machine's speed changed
+    # 24 cells, 1 skipped (not timed): 23 timed
+    write_results(tmp_path, rows, torn=False)
+    report = write_report(tmp_path).read_text()
+    assert "- Noisy cells: 1 of 23 timed cells (†" in report
+    assert "  - run / toy_a / ift: seed 1" in report
+    section = _section(report, "Run: toy_a")
+    assert _cell(section, "ift", "seeds") == "3 (1 noisy†)"
+    assert _cell(section, "ift", "time (s)").endswith(" †")
+    assert not _cell(section, "fixed", "time (s)").endswith("†")
+    fig = plots.pareto_figure(tables.with_labels(load_rows(tmp_path)).query("task == 'toy_a'"))
+    marks = [t for ax in fig.axes for t in ax.texts if t.get_text() == "†"]
+    assert len(marks) == 2  # the ift point in both panels
 
 
 def test_pareto_front_hand_example():
@@ -294,26 +393,28 @@ def test_pareto_front_hand_example():
         (1.0, 0.4),  # 7 dominated by 0
         (5.0, float("nan")),  # 8 never on the front
     ]
-    assert tables.pareto_front(points) == [4, 0, 1, 5, 6]
+    assert summary.pareto_front(points) == [4, 0, 1, 5, 6]
     # lower y is better (NLL): the slowest-and-best point flips
-    assert tables.pareto_front(points, maximize=False) == [4]
-    assert tables.pareto_front([(1.0, 1.0), (1.0, 2.0), (2.0, 0.5)], maximize=False) == [0, 2]
-    assert tables.pareto_front([]) == []
+    assert summary.pareto_front(points, maximize=False) == [4]
+    assert summary.pareto_front([(1.0, 1.0), (1.0, 2.0), (2.0, 0.5)], maximize=False) == [0, 2]
+    assert summary.pareto_front([]) == []
 
 
 def test_step_quantiles_hold_previous_value_without_extrapolation():
-    grid, med, q25, q75 = tables.step_quantiles(
-        [(np.array([1.0, 3.0]), np.array([10.0, 30.0])), (np.array([2.0]), np.array([20.0]))]
-    )
+    curves = [(np.array([1.0, 3.0]), np.array([10.0, 30.0])), (np.array([2.0]), np.array([20.0]))]
+    grid, med, q25, q75 = summary.step_quantiles(curves)
     assert grid.tolist() == [1.0, 2.0, 3.0]
     # t=1: only curve 1 (curve 2 starts later); t=2: 10 and 20; t=3: curve 2 has ended
     assert med.tolist() == [10.0, 15.0, 30.0]
     assert q25.tolist() == [10.0, 12.5, 30.0] and q75.tolist() == [10.0, 17.5, 30.0]
+    # anytime: a finished curve keeps its last value to the end
+    _, med, _, _ = summary.step_quantiles(curves, hold=True)
+    assert med.tolist() == [10.0, 15.0, 25.0]
 
 
 def test_config_labels_come_from_differing_params():
     df = load_rows_from(run_rows())
-    configs = tables.describe_configs(df)
+    configs = describe_configs(df)
     assert sorted(configs["label"]) == sorted(LABELS.values())
     # ranked numerically: K=5 before K=10
     unroll = configs[configs["method"] == "unroll"].sort_values("rank")
@@ -327,7 +428,7 @@ def load_rows_from(rows: list[dict]) -> Any:
 
 
 def _artist_colors(fig: Figure) -> dict[str, set[str]]:
-    """Config label -> colours of the data artists drawn for it (lines and error bars)."""
+    """Config label -> colours drawn for it: lines, error bars, and (CD diagram) label texts."""
     found: dict[str, set[str]] = {}
     for ax in fig.axes:
         for line in ax.get_lines():
@@ -336,7 +437,15 @@ def _artist_colors(fig: Figure) -> dict[str, set[str]]:
         for cont in ax.containers:
             if hasattr(cont, "lines") and not cont.get_label().startswith("_"):
                 found.setdefault(cont.get_label(), set()).add(to_hex(cont.lines[0].get_color()))
+        for text in ax.texts:  # "label (2.50)" / "(2.50) label"
+            m = re.fullmatch(r"(?:\([\d.]+\) )?(.+?)(?: \([\d.]+\))?", text.get_text())
+            if m and m.group(1) in ALL_LABELS:
+                found.setdefault(m.group(1), set()).add(to_hex(text.get_color()))
     return found
+
+
+ALL_LABELS = {*LABELS.values(), "ift (iters=5)", "ift (iters=10)", "ift (iters=20)"}
+ALL_LABELS |= {"exact", "kfac", "ift (iters=20, solver=cg)", "ift (solver=cg)"}
 
 
 def test_method_colours_are_identical_across_figures(tmp_path, monkeypatch):
@@ -349,9 +458,14 @@ def test_method_colours_are_identical_across_figures(tmp_path, monkeypatch):
     monkeypatch.setattr(writer, "_save", spy)
     order = ["unroll", "ift", "fixed", "exact", "kfac"]
     write_report(tmp_path, method_order=order)
-    assert len(saved) == 3 * len(TASKS) + 2  # 3 run figures per task, 2 probe figures
-    expected = {m: to_hex(c) for m, c in plots.method_colors(order).items()}
+    # 3 run figures per task, gains and ranks, 2 probe figures
+    assert len(saved) == 3 * len(TASKS) + 2 + 2
+    expected = {
+        m: to_hex(c)
+        for m, c in make_style(tables.with_labels(load_rows(tmp_path)), order).colors.items()
+    }
     assert len(set(expected.values())) == len(order)
+    assert expected["fixed"] == to_hex(method_colors(["fixed"])["fixed"])  # the same in any report
     seen = set()
     for name, colors in saved:
         assert colors, name
@@ -363,26 +477,37 @@ def test_method_colours_are_identical_across_figures(tmp_path, monkeypatch):
     assert len(seen) == 9 and {lab.split(" (")[0] for lab in seen} == set(order)
 
 
+def test_family_hues_group_methods():
+    colors = method_colors(["fixed", "ift_cg", "ift_neumann", "unroll", "my_plugin"])
+    r, g, b = colors["ift_cg"]
+    assert b > r and b > g  # implicit: blues
+    r, g, b = colors["unroll"]
+    assert g > r and g > b  # unrolled: greens
+    assert max(colors["fixed"]) < 0.25  # the baseline is near-black
+    assert colors["ift_cg"] != colors["ift_neumann"]
+    assert colors["my_plugin"] not in {colors[m] for m in ("fixed", "ift_cg", "unroll")}
+
+
 def test_probe_report(tmp_path):
     rows = probe_rows()
     write_results(tmp_path, rows, torn=False)
     report = write_report(tmp_path).read_text()
-    assert "## Run:" not in report
+    assert "## Run:" not in report and "## Verdict" not in report
+    assert "- Damaged lines: none skipped" in report
     section = _section(report, "Probe: probe_t")
     for k in (5, 10, 20):
         # median over every ok measurement row of the config (two per seed)
         err = np.array([r["hg_rel_err"] for r in rows if r["method_params"].get("iters") == k])
-        cells = _table_row(section, f"ift (iters={k})")
         med, q25, q75 = np.median(err), *np.percentile(err, [25, 75])
-        assert cells[3] == f"{med:.2e} [{q25:.2e}, {q75:.2e}]"
-        assert cells[-1] == str(len(SEEDS) * 2)
-    kfac = _table_row(section, "kfac")
+        assert _cell(section, f"ift (iters={k})", "rel. err") == f"{med:.2e} [{q25:.2e}, {q75:.2e}]"
+        assert _cell(section, f"ift (iters={k})", "n") == str(len(SEEDS) * 2)
     values = np.array([r["value"] for r in rows if r["method"] == "kfac"])
     assert (
-        kfac[5] == f"{np.median(values):.4f} [{np.percentile(values, 25):.4f}, "
+        _cell(section, "kfac", "value")
+        == f"{np.median(values):.4f} [{np.percentile(values, 25):.4f}, "
         f"{np.percentile(values, 75):.4f}]"
     )
-    header = _table_row(section, "method")
+    header = _table(section)[0]
     assert header[1:4] == ["hg time (s)", "cos", "rel. err"] and "exact value" in header
     images = re.findall(r"\]\((figures/[^)]+)\)", section)
     assert images == ["figures/probe_probe_t_error.png", "figures/probe_probe_t_value.png"]
@@ -391,7 +516,7 @@ def test_probe_report(tmp_path):
 
 def test_probe_error_figure_joins_configs_by_cost():
     df = tables.with_labels(load_rows_from(probe_rows()))
-    fig = plots.probe_error_figure(df[df["mode"] == "probe"])
+    fig = probe_plots.probe_error_figure(df[df["mode"] == "probe"])
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     joins = [ln for ln in ax.get_lines() if ln.get_label() == "_join"]
@@ -406,6 +531,7 @@ def test_empty_and_missing_results(tmp_path):
     (tmp_path / "results.jsonl").write_text('{"mode": "run", "cell": "x", "final": fal')
     report = write_report(tmp_path).read_text()
     assert "No completed cells" in report and "## Run" not in report
+    assert "1 damaged line skipped (1 not JSON)" in report
 
 
 def _bound_rows() -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hgbench.report.tables import load_rows
+from hgbench.report.load import load_rows
 from hgbench.report.writer import write_report
 
 __all__ = ["load_rows", "write_report"]

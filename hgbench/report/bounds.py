@@ -16,18 +16,27 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from hgbench.report.tables import pareto_front, with_labels
+from hgbench.report.configs import with_labels
+from hgbench.report.load import ok as ok_rows
+from hgbench.report.summary import pareto_front
 
 STRUCTURES = ("full", "kernel", "blockdiag", "kron", "diag")
 SPLIT_MARKERS = {"none": "o", "independent": "s", "single": "^", "single_iid": "v"}
 BOUNDS = ("exact", "lower_bound", "lower_bound_in_expectation")
+CAPTION = (
+    "Each estimator's −log marglik / N against its time per hyper-step (one value and "
+    "hypergradient); colour: structure, marker: output split, M: points per block (N: the full "
+    "batch). Filled points are lower bounds on log q (single splits: in expectation), so they "
+    "sit on or above the exact line; the grey line joins the non-dominated bounds."
+)
 
 
 def _points(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per estimator config: median time and −value, and what the config is."""
     if "label" not in rows.columns:
         rows = with_labels(rows)
-    ok = rows[(rows["status"] == "ok") & rows["value"].notna() & rows["hg_time_s"].notna()]
+    ok = ok_rows(rows)
+    ok = ok[ok["value"].notna() & ok["hg_time_s"].notna()]
     # a boolean Series, not a list: an empty list would select zero columns instead of rows
     ok = ok[ok["method_params"].map(lambda p: "bound" in p).astype(bool)]
     out = []
@@ -61,8 +70,7 @@ def bound_pareto_figure(rows: pd.DataFrame, title: str = "") -> Figure:
     ax.set(xlabel="time per hyper-step (s)", ylabel="−log marglik / N  (lower is better)")
     palette = mpl.colormaps["tab10"].colors
     colors = {s: palette[i] for i, s in enumerate(STRUCTURES)}
-    ok = rows[rows["status"] == "ok"]
-    exact = -ok["exact_value"].to_numpy(float)
+    exact = -ok_rows(rows)["exact_value"].to_numpy(float)
     exact = exact[np.isfinite(exact)]
     handles: list[Line2D] = []
     if exact.size:

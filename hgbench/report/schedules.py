@@ -15,7 +15,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hgbench.report.tables import is_true
+from hgbench.report.load import is_true
+from hgbench.schema import Mode
 
 SCHEDULES = {"lr_schedule": "learning rate α_t", "momentum_schedule": "momentum γ_t"}
 LINESTYLES = ("-", "--", ":", "-.")
@@ -26,7 +27,7 @@ def _schedule_rows(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     if rows.empty or "extra" not in rows.columns:
         return rows.iloc[:0]
     mask = [
-        mode == "run" and is_true(final) and isinstance(extra, dict) and bool(extra.get(key))
+        mode == Mode.RUN and is_true(final) and isinstance(extra, dict) and bool(extra.get(key))
         for mode, final, extra in zip(rows["mode"], rows["final"], rows["extra"], strict=True)
     ]
     return rows[mask]

@@ -1,4 +1,4 @@
-"""report.md assembly: header, status, and per task the tables and figures of each mode."""
+"""report.md assembly: header, verdict, status, and per task the tables and figures of each mode."""
 
 from __future__ import annotations
 
@@ -10,11 +10,29 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hgbench.report import bounds, plots, schedules, tables
+from hgbench.calibration import NOISE_THRESHOLD
+from hgbench.report import bounds, plots, probe_plots, schedules, tables
+from hgbench.report.configs import ordered_methods, with_labels
+from hgbench.report.gain_plot import gain_figure, has_gains
+from hgbench.report.load import UNFINISHED, cell_outcomes, load_rows, noisy_cells
+from hgbench.report.markdown import MISSING, code, one_line, plural
+from hgbench.report.ranks_plot import rank_figure
+from hgbench.report.stats import rank_configs
+from hgbench.report.style import Style, make_style
+from hgbench.report.summary import summarize_probe
+from hgbench.report.verdict import (
+    TaskAnalysis,
+    analyse_task,
+    nll_matrices,
+    ranked_labels,
+    verdict_section,
+)
+from hgbench.schema import RESULTS_FILE, Mode, Status
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
 DPI = 110
+NOISY_LISTED = 12  # noisy cells named in the header; the rest are counted
 
 
 def _safe(name: str) -> str:
@@ -45,20 +63,52 @@ def _env_lines(rows: pd.DataFrame) -> list[str]:
     return [f"  - {k}: {', '.join(f'`{v}`' for v in vals)}" for k, vals in seen.items()]
 
 
+def _seed(seed: object) -> str:
+    if isinstance(seed, int | float) and float(seed).is_integer():
+        return str(int(seed))
+    return str(seed)
+
+
+def _noisy_lines(outcomes: pd.DataFrame) -> list[str]:
+    """How many cells were timed while the machine's speed changed, and which."""
+    timed = outcomes[outcomes["status"].isin([Status.OK, *UNFINISHED])]
+    if not timed["noisy"].notna().any():
+        return ["- Noisy cells: not recorded (rows written before calibration existed)"]
+    noisy = noisy_cells(timed)
+    head = (
+        f"- Noisy cells: {len(noisy)} of {len(timed)} timed cells "
+        f"({tables.NOISY_MARK} in tables and figures): their calibration step (one `fixed` "
+        f"training step, timed at the cell's start and end) drifted by more than "
+        f"{NOISE_THRESHOLD:.0%}, so their times are less trustworthy"
+    )
+    if noisy.empty:
+        return [head]
+    lines = [head + "; rerun them with `--rerun-noisy`:"]
+    groups = noisy.groupby(["mode", "task", "label"], sort=False)
+    for k, ((mode, task, label), g) in enumerate(groups):
+        if k == NOISY_LISTED:
+            lines.append(f"  - … and {groups.ngroups - NOISY_LISTED} more configs")
+            break
+        seeds = ", ".join(_seed(s) for s in g["seed"])
+        lines.append(f"  - {mode} / {task} / {label}: seed{'s' if len(g) > 1 else ''} {seeds}")
+    return lines
+
+
 def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) -> str:
-    dropped = a.get("parsed_rows", len(rows)) - len(rows)
+    parsed = a.get("parsed_rows", len(rows))
     lines = [
         "# hgbench report",
         "",
-        f"- Source: `{out_dir}` ({tables.RESULTS_FILE}: {a.get('parsed_rows', len(rows))} rows "
-        f"parsed, {len(rows)} used; {dropped} from {a.get('interrupted_attempts', 0)} "
-        f"interrupted and {a.get('superseded_attempts', 0)} superseded attempts ignored; "
-        f"{a.get('bad_lines', 0)} unreadable lines skipped)",
+        f"- Source: `{out_dir}` ({RESULTS_FILE}: {parsed} rows parsed, {len(rows)} used; "
+        f"{parsed - len(rows)} from {a.get('interrupted_attempts', 0)} interrupted and "
+        f"{a.get('superseded_attempts', 0)} superseded attempts ignored)",
+        f"- Damaged lines: {a.get('skipped') or 'none skipped'}",
         f"- Cells: {len(outcomes)}"
         + "".join(f", {m}: {n}" for m, n in outcomes["mode"].value_counts().items()),
-        f"- Suites: {', '.join(_distinct(rows['suite'])) or tables.MISSING}",
-        f"- Devices: {', '.join(_distinct(rows['device'])) or tables.MISSING}",
-        f"- dtype: {', '.join(_distinct(rows['dtype'])) or tables.MISSING}",
+        *(_noisy_lines(outcomes) if not outcomes.empty else []),
+        f"- Suites: {', '.join(_distinct(rows['suite'])) or MISSING}",
+        f"- Devices: {', '.join(_distinct(rows['device'])) or MISSING}",
+        f"- dtype: {', '.join(_distinct(rows['dtype'])) or MISSING}",
     ]
     env = _env_lines(rows)
     if env:
@@ -66,67 +116,78 @@ def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) 
     return "\n".join(lines)
 
 
-def _code(text: str) -> str:
-    return "`" + text.replace("`", "'") + "`"
-
-
 def _status_section(outcomes: pd.DataFrame, methods: list[str]) -> str:
     parts = ["## Status", "", "Cells by outcome.", "", tables.status_table(outcomes, methods)]
-    failed = outcomes[outcomes["status"].isin(["failed", "timeout"])]
+    failed = outcomes[outcomes["status"].isin(UNFINISHED)]
     if not failed.empty:
         parts += ["", "### Failed cells", ""]
         parts += [
             f"- {r.mode} / {r.task} / {r.label} / seed {_seed(r.seed)}: {r.status}: "
-            f"{_code(tables.one_line(r.error))}"
+            f"{code(one_line(r.error))}"
             for r in failed.itertuples()
         ]
-    skipped = outcomes[outcomes["status"] == "skipped"]
+    skipped = outcomes[outcomes["status"] == Status.SKIPPED]
     if not skipped.empty:
         # a method that does not apply to a task skips every seed: one line per config
         parts += ["", "### Skipped", ""]
         for (mode, task, label), g in skipped.groupby(["mode", "task", "label"], sort=False):
             parts.append(
-                f"- {mode} / {task} / {label} ({len(g)} cell{'s' if len(g) > 1 else ''}): "
-                f"{_code(tables.one_line(g['error'].iloc[0]))}"
+                f"- {mode} / {task} / {label} ({plural(len(g), 'cell')}): "
+                f"{code(one_line(g['error'].iloc[0]))}"
             )
     return "\n".join(parts)
-
-
-def _seed(seed: object) -> str:
-    if isinstance(seed, int | float) and float(seed).is_integer():
-        return str(int(seed))
-    return str(seed)
 
 
 def _image(alt: str, path: Path, out_dir: Path) -> str:
     return f"![{alt}]({path.relative_to(out_dir).as_posix()})"
 
 
-def _run_section(task: str, rows: pd.DataFrame, style: plots.Style, out_dir: Path) -> str:
+def _run_section(a: TaskAnalysis, rows: pd.DataFrame, style: Style, out_dir: Path) -> str:
+    task = a.task
+    target = (
+        f"; TSE to target: cost until the test NLL first reaches {code(a.baseline)}'s final "
+        f"IQM ({a.target:.3f}), median over seeds (seeds that reached it)"
+        if a.baseline
+        else ""
+    )
     parts = [
         f"## Run: {task}",
         "",
-        "Final evaluation of each cell; median [25%, 75%] over seeds.",
+        f"Final evaluation of each cell: IQM [95% bootstrap interval] over seeds{target}.",
         "",
-        tables.run_table(tables.summarize_run(rows, style.order)),
+        tables.run_table(a.summary, a.ttt),
     ]
+    labels = list(a.values.columns)
+    if len(labels) >= 2:
+        parts += [
+            "",
+            "Paired comparisons of final test NLL, row config against column config (numbered): "
+            "`<` the row config is lower, `>` higher (the 95% interval of the paired difference "
+            "excludes 0; **bold**: also after Benjamini–Hochberg), `·` not separated.",
+            "",
+            tables.pairs_table(a.comparisons, labels),
+        ]
     figs = out_dir / FIGURES_DIR
-    pareto = figs / f"run_{_safe(task)}_pareto.png"
-    _save(plots.pareto_figure(rows, style, title=f"{task}: final metric vs time"), pareto)
-    curves = figs / f"run_{_safe(task)}_curves.png"
-    _save(plots.curves_figure(rows, style, title=f"{task}: test metrics vs time"), curves)
-    general = figs / f"run_{_safe(task)}_val_test.png"
-    _save(
-        plots.generalisation_figure(rows, style, title=f"{task}: validation vs test loss"), general
-    )
-    parts += [
-        "",
-        _image(f"{task} Pareto", pareto, out_dir),
-        "",
-        _image(f"{task} curves", curves, out_dir),
-        "",
-        _image(f"{task} validation vs test", general, out_dir),
-    ]
+    figures = {
+        "pareto": (
+            plots.pareto_figure(rows, style, f"{task}: final test metrics vs cost"),
+            "Pareto",
+        ),
+        "anytime": (
+            plots.anytime_figure(
+                rows, style, f"{task}: test NLL vs cost", a.target if a.baseline else None
+            ),
+            "anytime curves",
+        ),
+        "val_test": (
+            plots.generalisation_figure(rows, style, f"{task}: validation vs test loss"),
+            "validation vs test",
+        ),
+    }
+    for key, (fig, alt) in figures.items():
+        path = figs / f"run_{_safe(task)}_{key}.png"
+        _save(fig, path)
+        parts += ["", _image(f"{task} {alt}", path, out_dir)]
     # methods that learn per-step schedules (reversible_sgd) carry them in their final rows
     for key, what in (("lr_schedule", "learning-rate"), ("momentum_schedule", "momentum")):
         if schedules.has_schedules(rows, key):
@@ -137,7 +198,7 @@ def _run_section(task: str, rows: pd.DataFrame, style: plots.Style, out_dir: Pat
     return "\n".join(parts)
 
 
-def _probe_section(task: str, rows: pd.DataFrame, style: plots.Style, out_dir: Path) -> str:
+def _probe_section(task: str, rows: pd.DataFrame, style: Style, out_dir: Path) -> str:
     references = _distinct(rows["reference"])
     parts = [
         f"## Probe: {task}",
@@ -145,68 +206,72 @@ def _probe_section(task: str, rows: pd.DataFrame, style: plots.Style, out_dir: P
         "Median [25%, 75%] over all measurements"
         + (f"; reference: {', '.join(references)}." if references else "."),
         "",
-        tables.probe_table(tables.summarize_probe(rows, style.order)),
+        tables.probe_table(summarize_probe(rows, style.order)),
     ]
     figs = out_dir / FIGURES_DIR
     error = figs / f"probe_{_safe(task)}_error.png"
-    _save(
-        plots.probe_error_figure(rows, style, title=f"{task}: hypergradient error vs time"), error
-    )
+    title = f"{task}: hypergradient error vs time"
+    _save(probe_plots.probe_error_figure(rows, style, title=title), error)
     parts += ["", _image(f"{task} error vs time", error, out_dir)]
     if bounds.has_bounds(rows):  # marginal-likelihood estimators: the bound Pareto figure
         path = figs / f"probe_{_safe(task)}_bounds.png"
         _save(bounds.bound_pareto_figure(rows, title=f"{task}: marglik estimators"), path)
-        parts += [
-            "",
-            "Each estimator's −log marglik / N against its time per hyper-step (one value and "
-            "hypergradient); colour: structure, marker: output split, M: points per block (N: "
-            "the full batch). Filled points are lower bounds on log q (single splits: in "
-            "expectation), so they sit on or above the exact line; the grey line joins the "
-            "non-dominated bounds.",
-            "",
-            _image(f"{task} bounds vs time", path, out_dir),
-        ]
-    elif plots.has_values(rows):
+        parts += ["", bounds.CAPTION, "", _image(f"{task} bounds vs time", path, out_dir)]
+    elif probe_plots.has_values(rows):
         value = figs / f"probe_{_safe(task)}_value.png"
-        _save(
-            plots.probe_value_figure(rows, style, title=f"{task}: objective value vs time"), value
-        )
+        title = f"{task}: objective value vs time"
+        _save(probe_plots.probe_value_figure(rows, style, title=title), value)
         parts += ["", _image(f"{task} value vs time", value, out_dir)]
     return "\n".join(parts)
 
 
-def _tasks(rows: pd.DataFrame, mode: str) -> Iterator[tuple[str, pd.DataFrame]]:
+def _tasks(rows: pd.DataFrame, mode: Mode) -> Iterator[tuple[str, pd.DataFrame]]:
     """One mode's rows per task, tasks in order of first appearance (the suite's order)."""
     sub = rows[rows["mode"] == mode]
     for task in dict.fromkeys(sub["task"].dropna()):
         yield str(task), sub[sub["task"] == task]
 
 
+def _verdict(analyses: list[TaskAnalysis], rows: pd.DataFrame, style: Style, out: Path) -> str:
+    ranking = rank_configs(nll_matrices(analyses, rows[rows["mode"] == Mode.RUN]))
+    images = {}
+    if has_gains(analyses, style):
+        path = out / FIGURES_DIR / "gains.png"
+        _save(gain_figure(analyses, style, "Final test NLL against the baseline"), path)
+        images["gains"] = _image("gain over the baseline per task", path, out)
+    if ranking.usable:
+        path = out / FIGURES_DIR / "ranks.png"
+        _save(rank_figure(ranking, style, "Ranks by final test NLL across tasks"), path)
+        images["ranks"] = _image("critical-difference diagram", path, out)
+    return verdict_section(analyses, ranking, ranked_labels(analyses, style.order), images)
+
+
 def write_report(out_dir: Path, method_order: list[str] | None = None) -> Path:
     """Write `out_dir/report.md` and `out_dir/figures/*.png` from `out_dir/results.jsonl`.
 
-    Works from stored rows only; sections without data are left out. `method_order` fixes the
-    order of methods in tables and of their colours (default: sorted names).
+    Works from stored rows only, whichever methods, tasks and modes they hold; sections without
+    data are left out. `method_order` fixes the order of methods in tables (default: by family,
+    then registration order); colours are by family and fixed per method.
     """
     out_dir = Path(out_dir)
-    rows = tables.load_rows(out_dir)
+    rows = load_rows(out_dir)
     loaded = dict(rows.attrs)
     # labels and styles from all rows, so a config and a method look the same in every figure
-    rows = tables.with_labels(rows)
-    style = plots.make_style(rows, method_order)
-    outcomes = tables.cell_outcomes(rows)
+    rows = with_labels(rows)
+    style = make_style(rows, method_order)
+    outcomes = cell_outcomes(rows)
     sections = [_header(out_dir, rows, outcomes, loaded)]
     if rows.empty:
         sections.append("No completed cells yet.")
     else:
-        methods = [
-            m
-            for m in tables.ordered_methods(rows["method"].dropna(), method_order)
-            if m in set(rows["method"])
-        ]
+        present = set(rows["method"].dropna())
+        methods = [m for m in ordered_methods(present, method_order) if m in present]
+        runs = [(analyse_task(t, r, style), r) for t, r in _tasks(rows, Mode.RUN)]
+        verdict = _verdict([a for a, _ in runs], rows, style, out_dir)
+        sections += [verdict] if verdict else []
         sections.append(_status_section(outcomes, methods))
-        sections += [_run_section(t, r, style, out_dir) for t, r in _tasks(rows, "run")]
-        sections += [_probe_section(t, r, style, out_dir) for t, r in _tasks(rows, "probe")]
+        sections += [_run_section(a, r, style, out_dir) for a, r in runs]
+        sections += [_probe_section(t, r, style, out_dir) for t, r in _tasks(rows, Mode.PROBE)]
     report = out_dir / REPORT_FILE
     report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     return report
