@@ -1,0 +1,76 @@
+"""Pieces shared by the methods that estimate the hypergradient of an unrolled objective.
+
+Their objective in probe mode is the one `unroll` differentiates: the validation loss after K
+full-batch steps of SGD with momentum from the probe state (zero velocity). The exact reference
+for it is reverse-mode differentiation through those same K steps (`unrolled_hypergradient`,
+which the tests compare with `higher`), at the probe state the harness uses for validation
+methods (a tight optimum of the training loss at the state's hparams).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from hgbench.functional import cosine_and_rel_err, flatten
+from hgbench.hparams import HParams, Params
+from hgbench.method import ProbeState, Reference
+from hgbench.optimum import tight_optimum
+from hgbench.task import Problem
+from hgbench.unroll import Batch, unrolled_hypergradient
+
+# the probe state of the last (problem, hparams) asked for: every method of a probe cell and
+# its reference ask for the same one, and an L-BFGS optimum of a network costs seconds
+_STATE_CACHE: dict[str, Any] = {}
+
+
+def probe_state(problem: Problem, hparams: HParams | None = None) -> ProbeState:
+    """The harness's probe state for `hparams` (None: the task's initial ones): a tight optimum
+    of the full training loss (hgbench.optimum.tight_optimum)."""
+    hparams = problem.init_hparams() if hparams is None else hparams
+    key = (id(problem), tuple((k, v.detach().cpu().numpy().tobytes()) for k, v in hparams.items()))
+    if _STATE_CACHE.get("key") != key:
+        _STATE_CACHE.update(key=key, state=ProbeState(tight_optimum(problem, hparams), hparams))
+    return _STATE_CACHE["state"]
+
+
+def full_batches(problem: Problem, steps: int) -> list[Batch]:
+    d = problem.data
+    return [(d.x_train, d.y_train)] * steps
+
+
+def zeros_like(tree: Params) -> Params:
+    return {k: torch.zeros_like(v) for k, v in tree.items()}
+
+
+def unrolled_exact(problem: Problem, state: ProbeState, steps: int) -> tuple[dict, float]:
+    """d L_V(w_K) / d hparams through K full-batch steps from the state, by reverse mode."""
+    hg, val_loss, _, _ = unrolled_hypergradient(
+        problem.train_loss,
+        lambda w, h: problem.val_loss(w),
+        state.params,
+        zeros_like(state.params),
+        state.hparams,
+        full_batches(problem, steps),
+        problem.lr,
+        problem.task.momentum,
+    )
+    return hg, float(val_loss)
+
+
+def unrolled_reference(
+    problem: Problem, hparams: HParams | None, steps: int, what: str = ""
+) -> Reference:
+    """The exact hypergradient of the K-step unrolled validation loss at the probe state."""
+    state = probe_state(problem, hparams)
+    hg, _ = unrolled_exact(problem, state, steps)
+    return Reference(f"reverse-mode unroll of the same {steps} full-batch steps{what}", state, hg)
+
+
+def rel_err(estimate: dict, reference: dict) -> float:
+    """Relative L2 error of a hypergradient dict against another (on the reference's keys)."""
+    keys = list(reference)
+    return cosine_and_rel_err(
+        flatten({k: estimate[k] for k in keys}), flatten({k: reference[k] for k in keys})
+    )[1]
