@@ -2,11 +2,14 @@
 
 from hgbench.methods import (  # noqa: F401
     baselines,
+    drmad,
     forward_mode,
+    hypergradient_descent,
     ift,
     laplace,
     nystrom,
     one_step,
+    pes,
     reversible,
     stochastic_bilevel,
     truncated,
