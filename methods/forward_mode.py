@@ -105,6 +105,22 @@ def tangent_hypergradient(
     return {k: g_h[k] + indirect[k] for k in hparams}, loss.detach()
 
 
+def _forward_ad_unsupported(problem: Problem) -> str | None:
+    """Why torch's forward AD cannot run the task's training step (an op without a forward
+    derivative, e.g. grid_sample in learned augmentation), or None: one tiny tangent step."""
+    d = problem.data
+    params, hparams = problem.init_params(), problem.init_hparams()
+    try:
+        jvp(
+            lambda h: grad(problem.train_loss)(params, h, d.x_train[:2], d.y_train[:2]),
+            (hparams,),
+            (hparams,),
+        )
+    except NotImplementedError as exc:
+        return f"torch forward-mode AD cannot differentiate this task's training step: {exc}"
+    return None
+
+
 @register_method("forward_mode")
 @dataclass
 class ForwardMode(Method):
@@ -142,7 +158,7 @@ class ForwardMode(Method):
                 f"forward mode carries one tangent per hparam: {problem.space.numel} hparams "
                 f"exceed max_hparams={self.max_hparams}"
             )
-        return None
+        return _forward_ad_unsupported(problem)
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         d = problem.data
