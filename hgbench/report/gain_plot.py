@@ -9,6 +9,7 @@ hollow ones are not; a config far worse than the rest sits at the right edge wit
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +19,8 @@ from matplotlib.figure import Figure
 from hgbench.report.plots import robust_limits, worse_outliers
 from hgbench.report.style import Style
 from hgbench.report.verdict import TaskAnalysis
+
+WRAP = 36  # characters per line of a config label
 
 
 def _rows(analyses: Sequence[TaskAnalysis], style: Style) -> list[str]:
@@ -33,9 +36,14 @@ def gain_figure(analyses: Sequence[TaskAnalysis], style: Style, title: str = "")
     """The figure for the tasks with a baseline (see the module docstring)."""
     tasks = [a for a in analyses if a.baseline and a.values.shape[1] > 1]
     labels = _rows(tasks, style)
-    y_of = {lab: i for i, lab in enumerate(labels)}
+    ticks = [textwrap.fill(lab, WRAP, subsequent_indent="  ") for lab in labels]
+    heights = [max(1.0, 0.55 * len(t.splitlines())) for t in ticks]  # wrapped labels need room
+    centres = np.cumsum(heights) - np.asarray(heights) / 2
+    y_of = dict(zip(labels, centres, strict=True))
+    chars = max((len(line) for t in ticks for line in t.splitlines()), default=10)
+    lines = sum(heights)
     fig = Figure(
-        figsize=(1.6 + 3.6 * max(1, len(tasks)), 1.3 + 0.32 * max(1, len(labels))),
+        figsize=(0.6 + 0.075 * chars + 3.6 * max(1, len(tasks)), 1.3 + 0.3 * max(1, lines)),
         layout="constrained",
     )
     FigureCanvasAgg(fig)
@@ -69,8 +77,8 @@ def gain_figure(analyses: Sequence[TaskAnalysis], style: Style, title: str = "")
         ax.set_title(a.task, fontsize="medium")
         ax.set_xlabel(f"Δ test NLL vs {a.baseline}")
         ax.grid(alpha=0.3, axis="x")
-    axes[0].set_yticks(range(len(labels)), labels, fontsize="small")
-    axes[0].set_ylim(len(labels) - 0.5, -0.5)
+    axes[0].set_yticks(centres, ticks, fontsize="small")
+    axes[0].set_ylim(float(sum(heights)), 0.0)
     if title:
         fig.suptitle(title)
     return fig

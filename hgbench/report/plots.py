@@ -74,6 +74,8 @@ def robust_limits(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tu
     lo = np.nanmin(np.append(lows[np.isfinite(lows)], vmin))
     hi = np.nanmax(np.append(highs[np.isfinite(highs)], vmax))
     lo, hi = max(lo, vmin - span), min(hi, vmax + span)
+    if hi <= lo:  # one point and no interval: a window of one range around it
+        lo, hi = vmin - span / 2, vmax + span / 2
     pad = 0.08 * (hi - lo)
     return lo - pad, hi + pad
 

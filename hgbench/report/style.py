@@ -19,7 +19,13 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 from hgbench.method import Family
 from hgbench.report.configs import describe_configs, family_members, method_family, ordered_methods
@@ -179,10 +185,10 @@ def log_axis(ax: Axes, which: str) -> None:
     if hi / lo < 10:  # within a decade a log axis is nearly linear: a few plain ticks
         axis.set_major_locator(MaxNLocator(4))
         axis.set_minor_locator(NullLocator())
-    elif hi / lo < 10**2.7:
-        axis.set_minor_formatter(FuncFormatter(_short_minor))
-    else:
-        axis.set_minor_formatter(NullFormatter())
+    else:  # minor ticks (and grid lines) at 2× and 5× only: readable, and 4× fewer to draw
+        axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        wide = hi / lo >= 10**2.7  # past about three decades only the decades are labelled
+        axis.set_minor_formatter(NullFormatter() if wide else FuncFormatter(_short_minor))
     axis.set_major_formatter(FuncFormatter(_short))
 
 
