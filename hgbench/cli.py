@@ -303,11 +303,12 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
             read = store.read()
         except ResultsFileError as exc:
             raise UsageError(str(exc)) from None
+        if read.torn_tail:
+            torn = store.repair_tail()
+            print(f"note: moved a torn last line of {store.path} to {torn}", file=sys.stderr)
+            read = store.read()
         if read.n_skipped:
             print(f"warning: {store.path}: {read.summary()}", file=sys.stderr)
-        torn = store.repair_tail()
-        if torn is not None:
-            print(f"note: moved a torn last line of {store.path} to {torn}", file=sys.stderr)
         runner = Runner(store, options)
         rerun = Rerun(failed=args.retry_failed, noisy=args.rerun_noisy)
         if args.executor == "ray":

@@ -123,6 +123,14 @@ class Method:
     tunes_hparams: ClassVar[bool] = True
     probe_grid: ClassVar[tuple[dict[str, Any], ...]] = ({},)
     probe_quick: ClassVar[tuple[dict[str, Any], ...] | None] = None  # None: all of probe_grid
+    # Settings at which `hypergradient` equals its probe reference up to rounding (an exact
+    # method, or an iterative one run to convergence); None: the method is approximate
+    # everywhere. The contract tests hold such settings to a relative error below 1e-6.
+    exact_settings: ClassVar[dict[str, Any] | None] = None
+    # True for approximations that converge to the exact hypergradient at no setting (the
+    # identity / one-step approximations): the contract tests then ask only for a positive
+    # cosine (right direction) instead of cos > 0.9 at the most accurate setting.
+    biased: ClassVar[bool] = False
 
     @classmethod
     def quick_probe_grid(cls) -> tuple[dict[str, Any], ...]:

@@ -140,7 +140,9 @@ class IFTNeumann(_Implicit):
     terms: int = 5
     alpha: float | None = None  # None: the inner learning rate, as in the paper
 
-    probe_grid = ({"terms": 0}, {"terms": 1}, {"terms": 5}, {"terms": 20})
+    # ridge at the default decay is ill-conditioned: α = 1/L needs hundreds of terms there
+    probe_grid = ({"terms": 0}, {"terms": 1}, {"terms": 5}, {"terms": 20}, {"terms": 500})
+    probe_quick = ({"terms": 0}, {"terms": 5}, {"terms": 20})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -160,6 +162,8 @@ class IFTIdentity(_Implicit):
 
     alpha: float | None = None
 
+    biased = True  # H⁻¹ ≈ αI converges to nothing: right direction at best
+
     def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
         return neumann(0, self.alpha or lr, report_residual)
 
@@ -171,6 +175,8 @@ class IFTCG(_Implicit):
 
     iterations: int = 20
     tol: float = 1e-10
+
+    exact_settings = {"iterations": 5000, "tol": 1e-13}
 
     probe_grid = ({"iterations": 5}, {"iterations": 20})
 
@@ -190,6 +196,8 @@ class IFTExact(_Implicit):
     """Implicit differentiation with a dense exact solve of the Hessian system (tiny models)."""
 
     max_params: int = DENSE_LIMIT
+
+    exact_settings = {}
 
     def skip_reason(self, problem: Problem) -> str | None:
         if problem.n_params > self.max_params:

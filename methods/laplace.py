@@ -130,6 +130,7 @@ class LaplaceFull(Method):
     probe_grid = ({"structure": "full"}, {"structure": "kron"}, {"structure": "diag"})
     # the full structure costs as much as the exact reference: only in the full sweep
     probe_quick = ({"structure": "kron"}, {"structure": "diag"})
+    exact_settings = {"structure": "full"}
 
     def __post_init__(self) -> None:
         self.structure = Structure(self.structure)

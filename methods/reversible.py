@@ -135,6 +135,7 @@ class ReversibleSGD(Method):
     family = Family.REVERSAL
     objective = Objective.VALIDATION
     probe_grid = ({}, {"exact": False})
+    exact_settings = {}  # its reference is autograd through the same steps, stored
 
     def __post_init__(self) -> None:
         if self.T < 1:
