@@ -82,20 +82,29 @@ def tidy(rows: pd.DataFrame) -> pd.DataFrame:
     return _counts(table)
 
 
-def export_rows(out_dir: Path, fmt: str) -> Path:
-    """Write DIR/results.<fmt> (csv, or parquet with pyarrow installed); returns its path."""
+def check_format(fmt: str) -> None:
+    """UsageError unless `fmt` can be written here (call it before any work)."""
     if fmt not in FORMATS:
         raise UsageError(f"--export must be one of {list(FORMATS)}, got {fmt!r}")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401 - pandas would name fastparquet too; we support pyarrow
+        except ImportError:
+            raise UsageError(
+                '--export parquet needs pyarrow: pip install "hgbench[parquet]" (or pyarrow)'
+            ) from None
+
+
+def export_rows(out_dir: Path, fmt: str) -> Path:
+    """Write DIR/results.<fmt> (csv, or parquet with pyarrow installed); returns its path.
+
+    A format that cannot be written is a UsageError before anything is read (`check_format`).
+    """
+    check_format(fmt)
     table = tidy(load_rows(out_dir))
     path = Path(out_dir) / f"results.{fmt}"
     if fmt == "csv":
         table.to_csv(path, index=False)
-        return path
-    try:
-        import pyarrow  # noqa: F401 - pandas would name fastparquet too; we support pyarrow
-    except ImportError:
-        raise UsageError(
-            '--export parquet needs pyarrow: pip install "hgbench[parquet]" (or pyarrow)'
-        ) from None
-    table.to_parquet(path, index=False, engine="pyarrow")
+    else:
+        table.to_parquet(path, index=False, engine="pyarrow")
     return path

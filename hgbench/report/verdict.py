@@ -330,6 +330,11 @@ def verdict_section(
                 else ": the ranks do not differ significantly, so read the diagram as a summary."
             )
         )
+    elif len(ranking.ranks) >= 3 and ranking.blocks >= 2:
+        parts.append(
+            "Average ranks below; Nemenyi's test and the critical-difference diagram need "
+            "scikit-posthocs (`pip install scikit-posthocs`)."
+        )
     else:
         parts.append("Too few configs or blocks for ranks across tasks (3 configs, 2 blocks).")
     if ranking.dropped_labels:
