@@ -1,0 +1,328 @@
+"""Fuzzing the command line with generated bad input: every refusal is exit status 2 with one
+line and no traceback, before any work, and stored rows are never changed by it.
+
+Generated (hypothesis): flags with ill-typed or out-of-range values, `--set` items with values of
+the wrong type for their field, damaged results files (bytes flipped, lines cut, JSON of the wrong
+shape) under `report`, `check` and a resumed `run`, and damaged CIFAR-10 data directories.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from hgbench.cli import main  # noqa: E402
+from hgbench.schema import RESULTS_FILE  # noqa: E402
+
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,  # the same inputs on every run: a failure reproduces
+)
+BASE = ["--tasks", "ridge", "--methods", "fixed", "--seeds", "0", "--no-report"]
+BAD_NUMBERS = ["-1", "0", "nan", "inf", "-inf", "1e999", "abc", "", " ", "1,2", "0x", "--"]
+
+
+class Outcome:
+    def __init__(self, code: int, err: str) -> None:
+        self.code, self.err = code, err
+
+
+def _call(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Outcome:
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's --help and the like
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return Outcome(code, err)
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from hgbench.executors import LocalExecutor, RayExecutor
+
+    calls: list[int] = []
+
+    def stub(self, cells) -> dict[str, int]:
+        calls.append(len(cells))
+        return {}
+
+    for executor in (LocalExecutor, RayExecutor):
+        monkeypatch.setattr(executor, "run", stub)
+    return calls
+
+
+# --- flags ----------------------------------------------------------------------------------------
+NUMERIC_FLAGS = {
+    "run": ["--budget-s", "--timeout-s", "--threads", "--seeds", "--retries"],
+    "probe": ["--repeats", "--probe-states", "--timeout-s", "--threads", "--seeds"],
+}
+NAME_FLAGS = ["--tasks", "--methods", "--suite", "--device", "--dtype", "--executor"]
+BAD_NAMES = ["", ",", "nosuch", "*nosuch*", "fixed,,nosuch", "[", "cuda:99", "float16"]
+
+
+@FUZZ
+@given(
+    mode=st.sampled_from(["run", "probe"]),
+    data=st.data(),
+)
+def test_bad_flag_values_exit_2(capsys, no_work, tmp_path_factory, mode: str, data) -> None:
+    no_work.clear()  # one fixture for every generated example
+    out = tmp_path_factory.mktemp("out")
+    if data.draw(st.booleans()):
+        flag = data.draw(st.sampled_from(NUMERIC_FLAGS[mode]))
+        value = data.draw(st.sampled_from(BAD_NUMBERS))
+    else:
+        flag = data.draw(st.sampled_from(NAME_FLAGS))
+        value = data.draw(st.sampled_from(BAD_NAMES))
+    # the few draws that are valid after all: seeds may be any integers, a list among them;
+    # zero extra probe states is the default
+    if flag == "--seeds" and value in ("-1", "0", "1,2"):
+        return
+    if flag == "--probe-states" and value == "0":
+        return
+    argv = [mode, *BASE, flag, value, "--out", str(out)]
+    res = _call(capsys, argv)
+    assert res.code == 2, (argv, res.err)
+    assert res.err.count("\n") == 1 and res.err.startswith("error: "), res.err
+    assert no_work == []
+    assert not (out / RESULTS_FILE).exists()
+
+
+SET_ITEMS = st.sampled_from(
+    [
+        "ift_neumann.terms",
+        "ift_neumann.hyper_lr",
+        "ift_neumann.period",
+        "ift_neumann.hyper_optimizer",
+        "unroll.K",
+        "laplace_ntk.block_size",
+        "laplace_ntk.structure",
+        "task.epochs",
+        "task.batch_size",
+        "task.lr",
+        "task.momentum",
+        "task.lr_schedule",
+        "task.eval_every",
+        "task.eval_test_subset",
+        "task.nosuch",
+        "nosuch.K",
+        "K.nosuch",
+    ]
+)
+BAD_VALUES = st.sampled_from(
+    [
+        "True",
+        "False",
+        "-1",
+        "0",
+        "-0.5",
+        "1e999",
+        "nan",
+        "'x'",
+        "[1]",
+        "{}",
+        "(1, 2)",
+        "None",
+        "",
+        "=",
+        "1.5e-400",
+        "-inf",
+        "10**10**10",
+    ]
+)
+
+
+@FUZZ
+@given(key=SET_ITEMS, value=BAD_VALUES)
+def test_bad_set_items_exit_2_or_are_valid(capsys, no_work, tmp_path_factory, key, value) -> None:
+    no_work.clear()
+    out = tmp_path_factory.mktemp("out")
+    argv = [
+        "run",
+        *BASE,
+        "--methods",
+        "fixed,ift_neumann,unroll,laplace_ntk",
+        "--set",
+        f"{key}={value}",
+        "--out",
+        str(out),
+    ]
+    res = _call(capsys, argv)
+    if res.code == 0:
+        # accepted: then it must be a valid value of the right type (e.g. eval_test_subset=None)
+        assert no_work, "accepted but nothing planned"
+        return
+    assert res.code == 2, res.err
+    assert res.err.startswith("error: ") and res.err.count("\n") == 1, res.err
+    assert no_work == []
+
+
+# --- damaged results files ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stored")
+    code = main(
+        [
+            "run",
+            *BASE,
+            "--methods",
+            "fixed,ift_neumann",
+            "--seeds",
+            "0,1",
+            "--set",
+            "task.epochs=1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out
+
+
+DAMAGE = st.sampled_from(["flip", "cut", "insert", "shape", "truncate"])
+
+
+def _damage(data: bytes, how: str, at: int, byte: int) -> bytes:
+    at = at % max(len(data), 1)
+    if how == "flip":
+        return data[:at] + bytes([byte]) + data[at + 1 :]
+    if how == "cut":
+        return data[:at] + data[at + 7 :]
+    if how == "insert":
+        return data[:at] + b"\n" + bytes([byte]) * 3 + b"\n" + data[at:]
+    if how == "truncate":
+        return data[:at]
+    lines = data.split(b"\n")
+    shapes = [
+        b"[]",
+        b"null",
+        b"42",
+        b'"row"',
+        json.dumps({"cell": 1, "final": "yes"}).encode(),
+        json.dumps({"mode": "run", "final": True}).encode(),
+    ]
+    lines.insert(at % len(lines), shapes[byte % len(shapes)])
+    return b"\n".join(lines)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(how=DAMAGE, at=st.integers(0, 10**6), byte=st.integers(0, 255))
+def test_damaged_results_never_crash_a_reader(
+    capsys, stored: Path, tmp_path_factory, how: str, at: int, byte: int
+) -> None:
+    out = tmp_path_factory.mktemp("damaged")
+    shutil.copytree(stored, out, dirs_exist_ok=True)
+    results = out / RESULTS_FILE
+    damaged = _damage(results.read_bytes(), how, at, byte)
+    results.write_bytes(damaged)
+    for argv in (["check", str(out)], ["report", str(out)]):
+        res = _call(capsys, argv)
+        assert res.code in (0, 1, 2), res.err
+        assert results.read_bytes() == damaged  # readers change nothing
+    res = _call(
+        capsys,
+        [
+            "run",
+            *BASE,
+            "--methods",
+            "fixed,ift_neumann",
+            "--seeds",
+            "0,1",
+            "--set",
+            "task.epochs=1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.code == 0, res.err
+    after = results.read_bytes()
+    # a resume appends (and moves a torn last line aside): what was stored stays as it was
+    kept = (
+        damaged if damaged.endswith(b"\n") or not damaged else damaged[: damaged.rfind(b"\n") + 1]
+    )
+    assert after.startswith(kept)
+
+
+# --- damaged CIFAR-10 data ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fake_cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cifar_fakes import write_fake_cifar_pickles
+
+    root = tmp_path_factory.mktemp("cifar")
+    write_fake_cifar_pickles(root, n_train_per_batch=60, n_test=50, seed=0)
+    return root
+
+
+CIFAR_DAMAGE = st.sampled_from(
+    ["empty", "garbage", "not_dict", "wrong_types", "missing_key", "bad_shape", "dir_for_file"]
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(how=CIFAR_DAMAGE, which=st.sampled_from(["data_batch_1", "test_batch", "batches.meta"]))
+def test_damaged_cifar_data_exits_2(
+    capsys, no_work, fake_cifar: Path, tmp_path_factory, how: str, which: str
+) -> None:
+    import hgbench.tasks.cifar10 as cifar10
+
+    no_work.clear()
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(fake_cifar, root, dirs_exist_ok=True)
+    target = root / "cifar-10-batches-py" / which
+    if how == "empty":
+        target.write_bytes(b"")
+    elif how == "garbage":
+        target.write_bytes(b"\x80\x04garbage")
+    elif how == "not_dict":
+        target.write_bytes(pickle.dumps([1, 2, 3]))
+    elif how == "wrong_types":
+        target.write_bytes(pickle.dumps({b"data": "text", b"labels": 3.5, b"label_names": 7}))
+    elif how == "missing_key":
+        target.write_bytes(pickle.dumps({b"batch_label": b"x"}))
+    elif how == "bad_shape":
+        target.write_bytes(pickle.dumps({b"data": [[1, 2]], b"labels": [0]}))
+    else:
+        target.unlink()
+        target.mkdir()
+    if hasattr(cifar10, "_arrays"):
+        cifar10._arrays.cache_clear()
+    res = _call(
+        capsys,
+        [
+            "run",
+            "--tasks",
+            "cifar10_1k_none",
+            "--methods",
+            "fixed",
+            "--data-dir",
+            str(root),
+            "--out",
+            str(root / "out"),
+            "--no-report",
+        ],
+    )
+    assert res.code == 2, res.err
+    assert res.err.startswith("error: ") and res.err.count("\n") == 1, res.err
+    assert no_work == []
