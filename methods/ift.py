@@ -30,11 +30,23 @@ from hgbench.method import (
     ProbeState,
     register_method,
 )
+from hgbench.schema import StrEnum
 from hgbench.seeding import make_generator
 from hgbench.task import Problem
 from hgbench.training import BatchStream, SGDTrainer
 
-HYPER_OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+
+class HyperOptimizer(StrEnum):
+    """The optimiser of the hparams in the joint loop (the paper uses Adam or RMSprop)."""
+
+    ADAM = "adam"
+    RMSPROP = "rmsprop"
+
+
+HYPER_OPTIMIZERS = {
+    HyperOptimizer.ADAM: torch.optim.Adam,
+    HyperOptimizer.RMSPROP: torch.optim.RMSprop,
+}
 
 
 @dataclass
@@ -46,7 +58,7 @@ class _Implicit(Method):
     period: int = 10
     warmup_steps: int = 0
     hyper_lr: float = 0.03
-    hyper_optimizer: str = "adam"
+    hyper_optimizer: HyperOptimizer = HyperOptimizer.ADAM
     val_batch_size: int = 200
 
     family = Family.IMPLICIT
@@ -58,8 +70,7 @@ class _Implicit(Method):
             raise ValueError("period and val_batch_size must be >= 1, warmup_steps >= 0")
         if self.hyper_lr <= 0:
             raise ValueError("hyper_lr must be positive")
-        if self.hyper_optimizer not in HYPER_OPTIMIZERS:
-            raise ValueError(f"hyper_optimizer must be one of {list(HYPER_OPTIMIZERS)}")
+        self.hyper_optimizer = HyperOptimizer(self.hyper_optimizer)
 
     def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
         """The linear solver for one hyper-step; `lr` is the current inner learning rate."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from hgbench.augment import augment_net, augnet_hparams, translate
 from hgbench.hparams import AUG_PREFIX, HParam, HParams, WeightDecay
+from hgbench.schema import StrEnum
 from hgbench.seeding import derive_seed, make_generator
 from hgbench.task import Splits, Task, register_task
 from hgbench.tasks.models import MLP, SmallCNN
@@ -36,11 +37,16 @@ def digits_splits(seed: int, n_train: int, n_val: int, n_test: int = 397) -> Spl
     return Splits(x[tr], y[tr], x[va], y[va], x[test], y[test])
 
 
+class DigitsModel(StrEnum):
+    MLP = "mlp"  # tanh MLP of widths `hidden`
+    CNN = "cnn"  # SmallCNN
+
+
 @dataclass(frozen=True)
 class DigitsTask(Task):
     """Digits classification with an MLP or a small CNN (no BatchNorm)."""
 
-    model: str = "mlp"  # "mlp" | "cnn"
+    model: DigitsModel = DigitsModel.MLP
     hidden: tuple[int, ...] = (50, 50)
     n_train: int = 1000
     n_val: int = 400
@@ -48,11 +54,17 @@ class DigitsTask(Task):
     translate_init: float = 0.1  # in grid units: the 8-pixel image spans [-1, 1], 1 px = 0.25
     learn_augnet: bool = False  # a small augmentation network whose weights are hparams
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "model", DigitsModel(self.model))
+        if self.n_train < 1 or self.n_val < 1:
+            raise ValueError(f"task {self.name!r}: n_train and n_val must be at least 1")
+
     def load_data(self, seed: int) -> Splits:
         return digits_splits(seed, self.n_train, self.n_val)
 
     def make_model(self) -> nn.Module:
-        if self.model == "mlp":
+        if self.model == DigitsModel.MLP:
             # tanh, not ReLU: the exact IFT reference needs a tight L-BFGS optimum, which stalls
             # at ReLU's kinks
             return MLP(64, self.hidden, 10, activation="tanh")

@@ -30,7 +30,7 @@ from hgbench.augment import (
 from hgbench.hparams import HParam, HParams, Params
 from hgbench.seeding import derive_seed, make_generator
 from hgbench.task import Problem, Splits, register_task
-from hgbench.tasks.digits import DigitsTask, digits_splits
+from hgbench.tasks.digits import DigitsModel, DigitsTask, digits_splits
 from hgbench.tasks.models import MLP, SmallCNN
 
 ROTATE = 2  # index of the rotation magnitude in aug.affine
@@ -75,7 +75,7 @@ class RotatedDigitsTask(DigitsTask):
         )
 
     def make_model(self) -> nn.Module:
-        if self.model == "mlp":
+        if self.model == DigitsModel.MLP:
             return AveragedLogits(MLP(self.size**2, self.hidden, 10, activation="tanh"))
         return AveragedLogits(SmallCNN(in_channels=1, n_classes=10))
 

@@ -34,31 +34,6 @@ class CliResult:
     err: str
 
 
-class _CurrentStderr:
-    """Writes to whatever `sys.stderr` is at the time of the write.
-
-    `Runner.__init__` takes `log=sys.stderr` as a default argument, which binds the stream that
-    was current when `hgbench.runner` was first imported (under pytest: its global capture, not
-    `capsys`); its progress and "resuming" lines would escape `capsys` without this shim.
-    """
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-def _route_runner_log_to_current_stderr(runner: type, monkeypatch: pytest.MonkeyPatch) -> None:
-    init = runner.__init__
-    code, defaults = init.__code__, init.__defaults__ or ()
-    names = code.co_varnames[code.co_argcount - len(defaults) : code.co_argcount]
-    if "log" in names and defaults[names.index("log")] is not None:
-        patched = list(defaults)
-        patched[names.index("log")] = _CurrentStderr()
-        monkeypatch.setattr(init, "__defaults__", tuple(patched))
-
-
 @pytest.fixture
 def cli(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -66,9 +41,6 @@ def cli(
     """`cli("run", "--tasks", ...)`: `hgbench.cli.main(argv)` in-process, with its exit code and
     what it printed to stdout and stderr during this call."""
     from hgbench.cli import main
-    from hgbench.runner import Runner
-
-    _route_runner_log_to_current_stderr(Runner, monkeypatch)
 
     def run(*argv: str | Path) -> CliResult:
         capsys.readouterr()  # drop anything printed before this call
