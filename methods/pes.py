@@ -126,8 +126,8 @@ class PES(Method):
     horizon: int = 100
     hyper_lr: float = 0.03
     val_batch_size: int = 200
-    probe_horizon: int = 10
-    probe_truncation: int = 5
+    probe_horizon: int = 6
+    probe_truncation: int = 2
 
     family = Family.UNROLLED
     objective = Objective.VALIDATION
