@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -193,3 +194,11 @@ def test_axis_limits_clip_far_worse_points_only():
     span = inl.max() - inl.min()
     # one range beyond the points, plus an 8% margin of the whole
     assert inl.min() - 1.25 * span <= lo < inl.min() and inl.max() < hi <= inl.max() + 1.25 * span
+
+
+def test_ranks_survive_without_scikit_posthocs(monkeypatch):
+    monkeypatch.setitem(sys.modules, "scikit_posthocs", None)  # its import now fails
+    t = pd.DataFrame({"a": [1.0, 1.0], "b": [2.0, 3.0], "c": [3.0, 2.0]}, index=[0, 1])
+    r = stats.rank_configs({"t": t})
+    assert r.ranks.to_dict() == {"a": 1.0, "b": 2.5, "c": 2.5}
+    assert r.nemenyi is None and not r.usable  # no diagram, but the ranks are reported

@@ -232,16 +232,23 @@ def _draw_curve(
     return list(med[np.isfinite(med)])
 
 
-def _facet_rows(labels: Sequence[str], style: Style) -> tuple[list[str], list[tuple[Family, list]]]:
-    """(baseline labels, [(family, its labels)] in FAMILY_ORDER): one figure row per family."""
+PER_PANEL = 5  # configs per panel besides the baseline: a larger family takes several rows
+
+
+def _facet_rows(labels: Sequence[str], style: Style) -> tuple[list[str], list[tuple[str, list]]]:
+    """(baseline labels, [(row name, its labels)]): one figure row per family in FAMILY_ORDER,
+    split into rows of `PER_PANEL` configs where a family has more."""
     base = [lab for lab in labels if style.family(lab) == Family.BASELINE]
-    families = [
-        (f, [lab for lab in labels if style.family(lab) == f])
-        for f in FAMILY_ORDER
-        if f != Family.BASELINE
-    ]
-    families = [(f, labs) for f, labs in families if labs]
-    return base, families or [(Family.BASELINE, base)]
+    rows: list[tuple[str, list]] = []
+    for family in FAMILY_ORDER:
+        labs = [lab for lab in labels if style.family(lab) == family]
+        if family == Family.BASELINE or not labs:
+            continue
+        parts = [labs[i : i + PER_PANEL] for i in range(0, len(labs), PER_PANEL)]
+        for k, part in enumerate(parts):
+            suffix = f" ({k + 1}/{len(parts)})" if len(parts) > 1 else ""
+            rows.append((family.value + suffix, part))
+    return base, rows or [(Family.BASELINE.value, base)]
 
 
 def facet_curves(
@@ -252,8 +259,8 @@ def facet_curves(
     target: tuple[float, str] | None = None,
 ) -> Figure:
     """Median over seeds (steps) with a 25–75% band per config: one row of `panels` per method
-    family, the baseline (dashed) repeated in every row; y shared by every panel. `target`:
-    (value, legend text) drawn as a dotted line."""
+    family (of at most `PER_PANEL` configs), the baseline (dashed) repeated in every row; y
+    shared by every panel, x by every column. `target`: (value, legend text), a dotted line."""
     rows, style = prepare(rows, style)
     panels = [p for p in panels if rows[p.x].notna().any() and rows[p.metric].notna().any()]
     curves = {p: cell_curves(rows, p.metric, p.x) for p in panels}
@@ -264,12 +271,12 @@ def facet_curves(
         len(families), max(1, len(panels)), squeeze=False, sharey=True, sharex="col"
     )
     values: list[float] = []
-    for r, (family, labs) in enumerate(families):
+    for r, (name, labs) in enumerate(families):
         for c, panel in enumerate(panels):
             ax = axes[r][c]
             for label in dict.fromkeys([*base, *labs]):
                 if label in curves[panel]:
-                    ref = label in base and family != Family.BASELINE
+                    ref = label in base and labs != base
                     values += _draw_curve(ax, style, label, curves[panel][label], panel, ref)
             if target is not None:
                 ax.axhline(target[0], color="black", linestyle=":", linewidth=1)
@@ -278,8 +285,9 @@ def facet_curves(
             if r == 0:
                 ax.set_title(f"{panel.ylabel} vs {panel.xlabel.split(' (')[0]}", fontsize="medium")
             if c == 0:
-                ax.set_ylabel(f"{family.value}", fontsize="large", fontweight="bold")
-        handles = [handle(style, lab, linestyle="--" if lab in base else "-") for lab in base]
+                ax.set_ylabel(name, fontsize="large", fontweight="bold")
+        dashed = labs != base  # the baseline is a dashed reference in other families' rows
+        handles = [handle(style, lab, linestyle="--" if dashed else "-") for lab in base]
         handles += [handle(style, lab) for lab in labs if lab not in base]
         if target is not None:
             handles.append(Line2D([], [], color="black", linestyle=":", label=target[1]))

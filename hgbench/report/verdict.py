@@ -148,13 +148,13 @@ def _sentence(a: TaskAnalysis) -> str:
         ratio = _ratio(a, best)
         unit = "training steps" if a.cost == "tse" else "seconds"
         if math.isfinite(ratio):
-            text += f", at {ratio:.2g}× its cost in {unit}"
+            text += f", at {ratio:.2g}× {code(a.baseline)}'s cost in {unit}"
         text += "."
     if a.baseline is not None:
         text += " " + _cheapest_sentence(a)
     tied = [lab for lab in a.tied_with(best) if lab != a.baseline or best == a.baseline]
     if tied:
-        text += f" Not separated from it: {', '.join(code(t) for t in tied)}."
+        text += f" Not separated from it: {_names(tied)}."
     return text
 
 
@@ -178,14 +178,25 @@ def _cheapest_sentence(a: TaskAnalysis) -> str:
     if not better:
         return f"No config is separated from {code(a.baseline)} on the better side."
     first = better[0]
+    more = len(better) - 1
+    others = f"; {more} more config{'s do' if more > 1 else ' does'} too" if more else ""
+    if first == a.best:
+        return f"It is also the cheapest config that beats {code(a.baseline)}{others}."
     c = a.comparison(first, a.baseline)
     ratio = _ratio(a, first)
-    cost = f", {ratio:.2g}× its cost" if math.isfinite(ratio) else ""
-    others = f" ({plural(len(better) - 1, 'other')} too)" if len(better) > 1 else ""
+    cost = f", {ratio:.2g}× the cost" if math.isfinite(ratio) else ""
     return (
         f"The cheapest config that beats {code(a.baseline)} with a separated interval is "
         f"{code(first)} (Δ {difference_text(c)}{cost}){others}."
     )
+
+
+NAMED = 6  # configs named in a sentence; the rest are counted
+
+
+def _names(labels: Sequence[str]) -> str:
+    shown = ", ".join(code(lab) for lab in labels[:NAMED])
+    return shown + (f" and {len(labels) - NAMED} more" if len(labels) > NAMED else "")
 
 
 def _verdict_table(analyses: Sequence[TaskAnalysis]) -> str:
