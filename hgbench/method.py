@@ -131,6 +131,9 @@ class Method:
     # identity / one-step approximations): the contract tests then ask only for a positive
     # cosine (right direction) instead of cos > 0.9 at the most accurate setting.
     biased: ClassVar[bool] = False
+    # Optional packages the method imports (each an extra of the same name): a selection that
+    # includes the method is refused before any work when one is missing.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def quick_probe_grid(cls) -> tuple[dict[str, Any], ...]:

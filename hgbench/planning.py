@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.util
 import math
 import types
 import typing
@@ -129,6 +130,16 @@ def apply_task_sets(tasks: list[Task], sets: list[tuple[str | None, str, Any]]) 
     return out
 
 
+def check_requirements(name: str) -> None:
+    """A method's optional packages must be importable (`Method.requires`)."""
+    for package in METHODS[name].requires:
+        if importlib.util.find_spec(package) is None:
+            raise UsageError(
+                f"method {name!r} needs {package}, which is not installed: "
+                f'pip install -e ".[{package}]"'
+            )
+
+
 def method_configs(
     name: str, base: tuple[dict[str, Any], ...], sets: list[tuple[str | None, str, Any]]
 ) -> list[dict[str, Any]]:
@@ -206,6 +217,7 @@ def plan_cells(
     seeds = list(seeds if seeds is not None else suite.seeds)
     cells = []
     for name in method_names:
+        check_requirements(name)
         cls = METHODS[name]
         if mode == Mode.PROBE:
             base = cls.probe_grid if full_probe_grid else cls.quick_probe_grid()

@@ -2,6 +2,7 @@
 
 from hgbench.methods import (  # noqa: F401
     baselines,
+    blackbox,
     drmad,
     forward_mode,
     hypergradient_descent,

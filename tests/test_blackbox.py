@@ -1,0 +1,80 @@
+"""Black-box baselines at equal budget: successive halving spends exactly one run's steps, keeps
+the best configurations, and TPE (Optuna) is refused cleanly when Optuna is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+from hgbench.method import METHODS, Budget
+from hgbench.plugins import load_plugins
+from hgbench.task import TASKS
+
+load_plugins()
+
+
+def _problem(epochs: int = 3):
+    import dataclasses
+
+    task = dataclasses.replace(TASKS["ridge"], epochs=epochs)
+    return task.build(0, "cpu", torch.float32)
+
+
+def test_successive_halving_spends_exactly_one_runs_steps() -> None:
+    problem = _problem(epochs=3)
+    method = METHODS["random_search"](n_configs=9, eta=3)
+    checkpoints = list(method.run(problem, Budget(epochs=3, seconds=None)))
+    total = 3 * problem.steps_per_epoch
+    assert checkpoints[0].step == 0
+    assert checkpoints[-1].step == total  # all of it, and not one step more
+    assert len(checkpoints) == 1 + 3  # the start, then one checkpoint per rung (9 → 3 → 1)
+    assert all(c.objective is None or math.isfinite(c.objective) for c in checkpoints[1:])
+    # the best validation loss so far never gets worse
+    objectives = [c.objective for c in checkpoints[1:]]
+    assert all(b <= a for a, b in zip(objectives, objectives[1:], strict=False))
+
+
+def test_successive_halving_keeps_the_best_and_starts_from_the_default() -> None:
+    problem = _problem(epochs=2)
+    method = METHODS["random_search"](n_configs=4, eta=2, include_default=True)
+    last = list(method.run(problem, Budget(epochs=2, seconds=None)))[-1]
+    # the reported hparams are one of the tried configurations: its validation loss is reported
+    assert set(last.hparams) == set(problem.init_hparams())
+    with torch.no_grad():
+        assert float(problem.val_loss(last.params)) == pytest.approx(last.objective)
+
+
+def test_successive_halving_under_a_seconds_budget_stops_near_it() -> None:
+    import time
+
+    problem = _problem(epochs=100)
+    start = time.perf_counter()
+    budget = Budget(epochs=None, seconds=0.5, elapsed=lambda: time.perf_counter() - start)
+    checkpoints = list(METHODS["random_search"]().run(problem, budget))
+    assert checkpoints[-1].step > 0
+    assert time.perf_counter() - start < 5.0  # a guard against never stopping, not a timing
+
+
+def test_tpe_spends_the_budget_and_reports_the_best() -> None:
+    pytest.importorskip("optuna")
+    problem = _problem(epochs=3)
+    checkpoints = list(METHODS["tpe"]().run(problem, Budget(epochs=3, seconds=None)))
+    assert checkpoints[-1].step == 3 * problem.steps_per_epoch
+    objectives = [c.objective for c in checkpoints[1:] if c.objective is not None]
+    assert objectives and all(b <= a for a, b in zip(objectives, objectives[1:], strict=False))
+
+
+def test_missing_optuna_exits_2_naming_the_extra(cli, monkeypatch, tmp_path) -> None:
+    real = importlib.util.find_spec
+
+    def without_optuna(name, *args, **kwargs):
+        return None if name == "optuna" else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_optuna)
+    res = cli("run", "--tasks", "ridge", "--methods", "fixed,tpe", "--out", tmp_path)
+    assert res.code == 2
+    assert "optuna" in res.err and ".[optuna]" in res.err
+    assert not (tmp_path / "results.jsonl").exists()
