@@ -150,15 +150,20 @@ def _log_limits(x: np.ndarray, xerr: np.ndarray) -> tuple[float, float]:
     return lo / 1.4, hi * 1.4
 
 
-def pareto_figure(rows: pd.DataFrame, style: Style | None = None, title: str = "") -> Figure:
+def pareto_figure(
+    rows: pd.DataFrame,
+    style: Style | None = None,
+    title: str = "",
+    summary: pd.DataFrame | None = None,
+) -> Figure:
     """Final test NLL and accuracy vs cost per config: IQM over seeds with 95% intervals, the
     non-dominated configs (cheaper and better) larger with a black edge and joined; the
     baseline's value as a dotted line; `†` marks configs with cells timed while noisy.
 
-    `rows` are one task's run rows.
+    `rows` are one task's run rows; `summary` their `summarize_run` if already computed.
     """
     rows, style = prepare(rows, style)
-    summary = summarize_run(rows, style.order)
+    summary = summarize_run(rows, style.order) if summary is None else summary
     xcol, xlabel = cost_axis(rows)
     fig = figure(len(PARETO_PANELS))
     axes = fig.subplots(1, len(PARETO_PANELS), squeeze=False)[0]

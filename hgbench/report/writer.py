@@ -170,7 +170,7 @@ def _run_section(a: TaskAnalysis, rows: pd.DataFrame, style: Style, out_dir: Pat
     figs = out_dir / FIGURES_DIR
     figures = {
         "pareto": (
-            plots.pareto_figure(rows, style, f"{task}: final test metrics vs cost"),
+            plots.pareto_figure(rows, style, f"{task}: final test metrics vs cost", a.summary),
             "Pareto",
         ),
         "anytime": (
