@@ -9,15 +9,17 @@ methods (a tight optimum of the training loss at the state's hparams).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from hgbench.functional import cosine_and_rel_err, flatten
 from hgbench.hparams import HParams, Params
-from hgbench.method import ProbeState, Reference
+from hgbench.method import Budget, ProbeState, Reference
 from hgbench.optimum import tight_optimum
 from hgbench.task import Problem
+from hgbench.training import BatchStream
 from hgbench.unroll import Batch, unrolled_hypergradient
 
 # the probe state of the last (problem, hparams) asked for: every method of a probe cell and
@@ -74,3 +76,12 @@ def rel_err(estimate: dict, reference: dict) -> float:
     return cosine_and_rel_err(
         flatten({k: estimate[k] for k in keys}), flatten({k: reference[k] for k in keys})
     )[1]
+
+
+def steps_left(budget: Budget, stream: BatchStream) -> int | None:
+    """Steps before an epoch budget ends (None: a budget in seconds), so that a window of many
+    steps is cut at the budget instead of running epochs past it on tasks with few steps per
+    epoch."""
+    if budget.epochs is None:
+        return None
+    return max(1, math.ceil((budget.epochs - stream.epoch) * stream.steps_per_epoch - 1e-9))

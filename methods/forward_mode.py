@@ -30,7 +30,7 @@ from hgbench.method import (
     Reference,
     register_method,
 )
-from hgbench.methods._unrolled import full_batches, unrolled_reference, zeros_like
+from hgbench.methods._unrolled import full_batches, steps_left, unrolled_reference, zeros_like
 from hgbench.task import Problem
 from hgbench.training import BatchStream, sgd_momentum_step
 from hgbench.unroll import Batch
@@ -174,7 +174,8 @@ class ForwardMode(Method):
         val_losses, next_report = [], 1.0
         while not budget.finished(stream.epoch):
             lr = problem.lr_at(stream.steps)
-            batches = [stream.next() for _ in range(self.period)]
+            left = steps_left(budget, stream)
+            batches = [stream.next() for _ in range(min(self.period, left or self.period))]
             h = detach(hparams)
             params, velocity, tangents = forward_steps(
                 problem.train_loss,

@@ -37,7 +37,7 @@ from hgbench.method import (
     Reference,
     register_method,
 )
-from hgbench.methods._unrolled import unrolled_reference
+from hgbench.methods._unrolled import steps_left, unrolled_reference
 from hgbench.methods.truncated import plain_steps
 from hgbench.task import Problem
 from hgbench.training import BatchStream, sgd_momentum_step
@@ -164,7 +164,8 @@ class PES(Method):
                 since_reset = 0
             particles.perturb(hparams, self.sigma, noise)
             lr = problem.lr_at(stream.steps)
-            batches = [stream.next() for _ in range(self.truncation)]
+            left = steps_left(budget, stream)
+            batches = [stream.next() for _ in range(min(self.truncation, left or self.truncation))]
             # the augmentation noise of a step is shared by the particles and the mean
             state = aug_gen.get_state()
             params, velocity = plain_steps(
@@ -172,7 +173,7 @@ class PES(Method):
             )
             aug_gen.set_state(state)
             particles.steps(problem, batches, lr, aug_gen)
-            since_reset += self.truncation
+            since_reset += len(batches)
             vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
             losses = particle_losses(problem, particles, d.x_val[vi], d.y_val[vi])
             hg, _ = particles.estimate(losses, self.sigma)

@@ -22,7 +22,7 @@ from hgbench.method import (
     Reference,
     register_method,
 )
-from hgbench.methods._unrolled import full_batches, unrolled_reference, zeros_like
+from hgbench.methods._unrolled import full_batches, steps_left, unrolled_reference, zeros_like
 from hgbench.task import Problem
 from hgbench.training import BatchStream, sgd_momentum_step
 from hgbench.unroll import Batch, unrolled_hypergradient
@@ -81,7 +81,7 @@ class TruncatedBPTT(Method):
             raise ValueError("hyper_lr must be positive and val_batch_size >= 1")
 
     def _window(self, problem, params, velocity, hparams, batches, lr, val_loss, gen=None):
-        cut = self.horizon - self.truncation
+        cut = max(len(batches) - self.truncation, 0)  # a window cut short by the budget
         params, velocity = plain_steps(problem, params, velocity, hparams, batches[:cut], lr, gen)
         return unrolled_hypergradient(
             problem.train_loss,
@@ -108,7 +108,8 @@ class TruncatedBPTT(Method):
         val_losses, next_report = [], 1.0
         while not budget.finished(stream.epoch):
             lr = problem.lr_at(stream.steps)
-            batches = [stream.next() for _ in range(self.horizon)]
+            left = steps_left(budget, stream)
+            batches = [stream.next() for _ in range(min(self.horizon, left or self.horizon))]
             vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
             hg, loss, params, velocity = self._window(
                 problem,
