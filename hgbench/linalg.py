@@ -104,13 +104,17 @@ def dense() -> Solver:
 
 
 def nystrom(
-    rank: int | None, rho: float = 0.0, seed: int = 0, report_residual: bool = True
+    rank: int | None,
+    rho: float = 0.0,
+    seed: int = 0,
+    report_residual: bool = True,
+    chunk: int = 64,
 ) -> Solver:
     """Nyström inverse (Hataya & Yamada 2023): x = (Â + ρI)⁻¹ b with Â = C W⁺ Cᵀ the Nyström
     approximation of A from `rank` of its columns, C = A[:, S], W = A[S, S], S drawn uniformly
     without replacement (seeded: the same columns for the same `seed` and size).
 
-    Costs `rank` matvecs (one batched call), plus one to report the residual. With C = QR
+    Costs `rank` matvecs (batched, `chunk` at a time), plus one to report the residual. With C = QR
     (thin QR), Â = Q M Qᵀ, M = R W⁻¹ Rᵀ, so
 
         x = Q (M + ρI)⁻¹ Qᵀ b + (b − Q Qᵀ b) / ρ      (ρ > 0: Woodbury, as in the paper)
@@ -128,9 +132,12 @@ def nystrom(
         k = n if rank is None else min(rank, n)
         gen = torch.Generator().manual_seed(seed)
         cols = torch.randperm(n, generator=gen)[:k].sort().values.to(b.device)
-        basis = torch.zeros(k, n, dtype=b.dtype, device=b.device)
-        basis[torch.arange(k, device=b.device), cols] = 1.0
-        c = torch.func.vmap(matvec)(basis).T  # (n, k): the columns A[:, S]
+        c = b.new_empty(n, k)  # the columns A[:, S]
+        for start in range(0, k, chunk):  # batched matvecs, a chunk at a time: bounded memory
+            part = cols[start : start + chunk]
+            basis = torch.zeros(len(part), n, dtype=b.dtype, device=b.device)
+            basis[torch.arange(len(part), device=b.device), part] = 1.0
+            c[:, start : start + len(part)] = torch.func.vmap(matvec)(basis).T
         w = c[cols]  # (k, k)
         w = 0.5 * (w + w.T)
         q, r = torch.linalg.qr(c)  # C = QR, Q (n, k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hgbench.linalg import Solver, nystrom
+from hgbench.linalg import DENSE_LIMIT, Solver, nystrom
 from hgbench.method import Estimate, ProbeState, register_method
 from hgbench.methods.ift import _Implicit
 from hgbench.task import Problem
@@ -16,8 +16,8 @@ class IFTNystrom(_Implicit):
     """Implicit differentiation with a rank-k Nyström approximation of the Hessian inverse.
 
     Hataya & Yamada, "Nyström method for accurate and scalable implicit differentiation",
-    AISTATS 2023: H ≈ H[:, S] H[S, S]⁺ H[S, :] from k Hessian columns (k HVPs, one batched
-    call), inverted with damping ρ by the Woodbury identity (`hgbench.linalg.nystrom`). The
+    AISTATS 2023: H ≈ H[:, S] H[S, S]⁺ H[S, :] from k Hessian columns (k HVPs, batched in
+    chunks), inverted with damping ρ by the Woodbury identity (`hgbench.linalg.nystrom`). The
     joint loop and probe path are `ift_*`'s; probe mode compares with the exact IFT
     hypergradient at a tight optimum (the harness's reference), and its grid sweeps the rank:
     `rank=None, rho=0` takes every column and is exact. The columns are drawn from `seed`.
@@ -44,8 +44,11 @@ class IFTNystrom(_Implicit):
             raise ValueError("rho must be >= 0")
 
     def skip_reason(self, problem: Problem) -> str | None:
-        if self.rank is None and problem.n_params > 10_000:
-            return f"rank=None builds all {problem.n_params} Hessian columns"
+        if self.rank is None and problem.n_params > DENSE_LIMIT:
+            return (
+                f"rank=None builds all {problem.n_params} Hessian columns (> DENSE_LIMIT="
+                f"{DENSE_LIMIT}, as ift_exact)"
+            )
         return None
 
     def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
