@@ -86,7 +86,9 @@ class Particles:
             g = grad(problem.train_loss)(w, h, x, y, generator)
             return sgd_momentum_step(w, v, g, lr, momentum)
 
-        batched = vmap(step, in_dims=(0, 0, 0, None, None), randomness="same")
+        # particles in chunks: a full batch through thousands of copies at once would hold
+        # thousands of copies of every activation
+        batched = vmap(step, in_dims=(0, 0, 0, None, None), randomness="same", chunk_size=64)
         for x, y in batches:
             with torch.no_grad():
                 self.w, self.v = batched(self.w, self.v, self.perturbed, x, y)
@@ -100,7 +102,7 @@ class Particles:
 
 def particle_losses(problem: Problem, particles: Particles, x=None, y=None) -> Tensor:
     with torch.no_grad():
-        return vmap(lambda w: problem.val_loss(w, x, y))(particles.w)
+        return vmap(lambda w: problem.val_loss(w, x, y), chunk_size=64)(particles.w)
 
 
 @register_method("pes")
