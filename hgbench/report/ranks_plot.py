@@ -2,7 +2,7 @@
 
 Drawn by scikit-posthocs from the Nemenyi p-values of hgbench.report.stats.rank_configs: configs
 on the axis by average rank (lower is better), joined by a bar where Nemenyi's test cannot tell
-them apart at α = 0.05.
+them apart at α = 0.05 (scikit-posthocs' default, the report's ALPHA).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from hgbench.report.stats import ALPHA, Ranking
+from hgbench.report.stats import Ranking
 from hgbench.report.style import Style
 
 
@@ -30,7 +30,6 @@ def rank_figure(ranking: Ranking, style: Style, title: str = "") -> Figure:
     sp.critical_difference_diagram(
         ranking.ranks,
         ranking.nemenyi,
-        alpha=ALPHA,
         ax=ax,
         color_palette={lab: to_hex(style.color(lab)) for lab in ranking.ranks.index},
         label_fmt_left="{label} ({rank:.2f})",
