@@ -42,6 +42,8 @@ from hgbench.methods.truncated import plain_steps
 from hgbench.task import Problem
 from hgbench.training import BatchStream, sgd_momentum_step
 
+CHUNK = 64  # particles stepped at once
+
 
 def rows_to_tree(rows: Tensor, like: HParams) -> HParams:
     """(B, n_h) flat rows as a dict of (B, *shape) tensors."""
@@ -86,12 +88,31 @@ class Particles:
             g = grad(problem.train_loss)(w, h, x, y, generator)
             return sgd_momentum_step(w, v, g, lr, momentum)
 
-        # particles in chunks: a full batch through thousands of copies at once would hold
-        # thousands of copies of every activation
-        batched = vmap(step, in_dims=(0, 0, 0, None, None), randomness="same", chunk_size=64)
+        batched = vmap(step, in_dims=(0, 0, 0, None, None), randomness="same")
+        rows = 2 * self.n
         for x, y in batches:
-            with torch.no_grad():
-                self.w, self.v = batched(self.w, self.v, self.perturbed, x, y)
+            # particles in chunks (a full batch through thousands of copies at once would hold
+            # thousands of copies of every activation), each chunk drawing the same
+            # augmentation noise: the generator is replayed, so antithetic partners in
+            # different chunks still share it
+            state = None if generator is None else generator.get_state()
+            w_new, v_new = [], []
+            for start in range(0, rows, CHUNK):
+                if state is not None:
+                    generator.set_state(state)
+                part = slice(start, start + CHUNK)
+                with torch.no_grad():
+                    w_c, v_c = batched(
+                        {k: t[part] for k, t in self.w.items()},
+                        {k: t[part] for k, t in self.v.items()},
+                        {k: t[part] for k, t in self.perturbed.items()},
+                        x,
+                        y,
+                    )
+                w_new.append(w_c)
+                v_new.append(v_c)
+            self.w = {k: torch.cat([c[k] for c in w_new]) for k in self.w}
+            self.v = {k: torch.cat([c[k] for c in v_new]) for k in self.v}
 
     def estimate(self, losses: Tensor, sigma: float) -> tuple[HParams, Tensor]:
         """ĝ from the 2N particles' losses, and the per-pair estimates (N, n_h)."""

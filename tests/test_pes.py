@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import types
 
@@ -9,7 +10,7 @@ import torch
 
 from hgbench.method import METHODS
 from hgbench.methods._unrolled import rel_err
-from hgbench.methods.pes import Particles
+from hgbench.methods.pes import CHUNK, Particles
 from hgbench.plugins import load_plugins
 from hgbench.task import TASKS
 
@@ -80,3 +81,21 @@ def test_probe_reports_variance_and_bias_and_improves_with_pairs():
         # the error is mostly variance: the smoothing bias at σ = 0.01 is small
         assert est.extra["bias_rel"] < 0.5 * max(est.extra["std_rel"], 0.1)
     assert errors[1] < errors[0] / 3, errors
+
+
+def test_particles_in_different_chunks_share_the_augmentation_noise():
+    """With identical hparams every particle must follow the same path, also across chunks:
+    the learned translation's noise is replayed for each chunk."""
+    task = dataclasses.replace(TASKS["digits_cnn"], n_train=40, n_val=20, learn_translate=True)
+    problem = task.build(0, "cpu", F64)
+    params, hparams = problem.init_params(), problem.init_hparams()
+    pairs = CHUNK  # 2 * CHUNK particles: two chunks
+    particles = Particles(
+        params, {k: torch.zeros_like(v) for k, v in params.items()}, hparams, pairs
+    )
+    particles.perturbed = {k: v.expand(2 * pairs, *v.shape) for k, v in hparams.items()}
+    d = problem.data
+    particles.steps(problem, [(d.x_train, d.y_train)] * 2, 0.05, torch.Generator().manual_seed(1))
+    for k, w in particles.w.items():
+        assert torch.equal(w[0], w[-1])
+        assert not torch.equal(w[0], params[k])  # the particles did move
