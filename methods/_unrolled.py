@@ -31,7 +31,14 @@ def probe_state(problem: Problem, hparams: HParams | None = None) -> ProbeState:
     """The harness's probe state for `hparams` (None: the task's initial ones): a tight optimum
     of the full training loss (hgbench.optimum.tight_optimum)."""
     hparams = problem.init_hparams() if hparams is None else hparams
-    key = (id(problem), tuple((k, v.detach().cpu().numpy().tobytes()) for k, v in hparams.items()))
+    # everything the state is a function of (not the Problem object, whose id may be reused)
+    key = (
+        problem.task,
+        problem.seed,
+        str(problem.dtype),
+        str(problem.device),
+        tuple((k, v.detach().cpu().numpy().tobytes()) for k, v in hparams.items()),
+    )
     if _STATE_CACHE.get("key") != key:
         _STATE_CACHE.update(key=key, state=ProbeState(tight_optimum(problem, hparams), hparams))
     return _STATE_CACHE["state"]
