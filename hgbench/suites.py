@@ -87,3 +87,51 @@ register_suite(
         configs={"reversible_sgd": ({"meta_iterations": None},)},
     )
 )
+
+# --- CIFAR-10 (tasks/cifar10.py, tasks/cifar10_lila.py) --------------------------------------
+# Small budgets make hyper-steps frequent, so that every method takes some within its seconds.
+_SMOKE_CONFIGS: dict[str, tuple[dict[str, Any], ...]] = {
+    "ift_neumann": ({"period": 3},),
+    "ift_identity": ({"period": 3},),
+    "ift_cg": ({"period": 3, "iterations": 5},),
+    "unroll": ({"K": 3},),
+    "laplace_full": ({"burnin": 0, "frequency": 1},),
+    "laplace_ntk": ({"burnin": 0, "hyper_every": 3},),
+    "reversible_sgd": ({"T": 5},),
+}
+register_suite(
+    Suite(
+        name="cifar10-smoke",
+        description="every method on the CIFAR-10 1k subsets × every augmentation setting, 4 s "
+        "per cell, 500 test images: the CIFAR pipeline end to end on a CPU in < 15 min",
+        tasks=("cifar10_1k_*",),
+        seeds=(0,),
+        configs=_SMOKE_CONFIGS,
+        sets=(
+            "task.epochs=2",  # the span of the cosine schedule: about what 4 s train on a CPU
+            "task.n_test=500",
+            "task.eval_test_subset=100",
+            "task.n_samples=2",
+        ),
+        budget_s=4.0,
+    )
+)
+# The invariance-learning grid of Immer et al. (lila 2022; NTK bounds 2023): transformed CIFAR-10
+# × subset sizes, without and with learned affine invariance, under the reference schedule
+# (the tasks' SGD, lr 0.1 cosine, batch 128) and the authors' marginal-likelihood cadence:
+# 10 burn-in epochs, then every 5 epochs 50 prior steps (laplace_full), and block bounds of
+# M = 150 points (laplace_ntk, their lila setting).
+register_suite(
+    Suite(
+        name="cifar10-lila",
+        description="lila's transformed CIFAR-10 (rotated ±90°/±180°, translated, scaled) × "
+        "subsets × {none, learned_affine}: does learned_affine recover the invariance? GPU-sized",
+        tags=("cifar10-lila",),
+        methods=("fixed", "ift_neumann", "laplace_full", "laplace_ntk"),
+        configs={
+            "laplace_full": ({"burnin": 10, "frequency": 5, "hypersteps": 50},),
+            "laplace_ntk": ({"burnin": 10, "block_size": 150},),
+        },
+        gpu=True,
+    )
+)

@@ -186,26 +186,25 @@ class Cifar10Task(Task):
         n_train, n_val = self.split_sizes()
         gen = make_generator(derive_seed("cifar10-split", self.n_labelled, seed))
         train, val = train_val_split(data.train_y, n_train, n_val, gen)
-        test_x, test_y = data.test_x, data.test_y
-        if self.n_test is not None and self.n_test < len(test_y):
+        test = torch.arange(len(data.test_y))
+        if self.n_test is not None and self.n_test < len(data.test_y):
             # the same test images for every seed: seeds vary training, not the yardstick
-            test = balanced_subset(
-                test_y, self.n_test, make_generator(derive_seed("cifar10-test", self.n_test))
-            )
-            test_x, test_y = test_x[test], test_y[test]
+            gen = make_generator(derive_seed("cifar10-test", self.n_test))
+            test = balanced_subset(data.test_y, self.n_test, gen)
         splits = Splits(
             _normalise(data.train_x[train]),
             data.train_y[train],
             _normalise(data.train_x[val]),
             data.train_y[val],
-            _normalise(test_x),
-            test_y,
+            _normalise(data.test_x[test]),
+            data.test_y[test],
         )
-        return self.transform_splits(splits, seed, train, val)
+        return self.transform_splits(splits, seed, {"train": train, "val": val, "test": test})
 
-    def transform_splits(self, splits: Splits, seed: int, train: Tensor, val: Tensor) -> Splits:
-        """A hook for variants that transform the data itself (tasks/cifar10_lila.py); `train`
-        and `val` are the indices of the splits' images in CIFAR-10's training set."""
+    def transform_splits(self, splits: Splits, seed: int, indices: dict[str, Tensor]) -> Splits:
+        """A hook for variants that transform the data itself (tasks/cifar10_lila.py):
+        `indices[split]` are the split's images' indices in CIFAR-10's training set (`train`,
+        `val`) or test set (`test`)."""
         return splits
 
     def make_model(self) -> nn.Module:

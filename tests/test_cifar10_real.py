@@ -1,0 +1,144 @@
+"""The CIFAR-10 path on the real images: the shared JPEG pack (all 60,000 images, JPEG q75, exact
+labels and order), unpacked once per session by its own `unpack.py` into image folders.
+
+Checks that the image-folder reader delivers CIFAR-10 in its original order with its labels, and
+that `fixed` plus one method of each family trains on `cifar10_1k_flipcrop` through the command
+line on the CPU, with test accuracy above chance. Skipped, saying why, where the pack is absent
+(set HGBENCH_CIFAR_PACK to its folder if it lives elsewhere). Results from this data are
+"CIFAR-10 (JPEG q75 copy)".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hgbench.method import METHODS, Family
+from hgbench.plugins import load_plugins
+from hgbench.schema import RESULTS_FILE, Status
+from hgbench.tasks.cifar10_data import Layout, load_cifar10
+
+load_plugins()
+
+REPO = Path(__file__).resolve().parents[1]
+PACK_FILE = "cifar10_jpeg_q75.npz"
+# where the pack lives: $HGBENCH_CIFAR_PACK, the shared data folder beside the checkout, or a
+# git-ignored copy in the checkout (how a GPU machine receives it)
+CANDIDATES = [
+    *([Path(os.environ["HGBENCH_CIFAR_PACK"])] if os.environ.get("HGBENCH_CIFAR_PACK") else []),
+    REPO.parent / "shared" / "data" / "cifar10-jpeg",
+    REPO / ".cifar",
+]
+PACK = next(
+    (p for p in CANDIDATES if (p / PACK_FILE).is_file() and (p / "unpack.py").is_file()), None
+)
+pytestmark = pytest.mark.skipif(
+    PACK is None,
+    reason="the CIFAR-10 JPEG pack (cifar10_jpeg_q75.npz + unpack.py) is not in "
+    + ", ".join(str(p) for p in CANDIDATES),
+)
+
+# CIFAR-10's first images, known to anyone who has looked at the data set
+TRAIN_FIRST = ["frog", "truck", "truck", "deer", "automobile"]
+TEST_FIRST = ["cat", "ship", "ship", "airplane", "frog"]
+# one method of each family besides the floor (reversal: exact reversal of SGD)
+FAMILY_METHODS = {
+    Family.BLACKBOX: "random_search",
+    Family.IMPLICIT: "ift_neumann",
+    Family.UNROLLED: "unroll",
+    Family.REVERSAL: "reversible_sgd",
+    Family.MARGLIK: "laplace_ntk",
+}
+EPOCHS = 3
+N_TEST = 1000  # a class-balanced tenth of the test set: enough to tell 0.13 from chance (0.10)
+
+
+@pytest.fixture(scope="session")
+def unpacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pack as image folders (train/<class>/NNNNN.jpg, test/...), once per session."""
+    assert PACK is not None
+    out = tmp_path_factory.mktemp("cifar10-jpeg")
+    subprocess.run([sys.executable, str(PACK / "unpack.py"), str(out)], check=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pack_labels() -> dict[str, np.ndarray]:
+    assert PACK is not None
+    with np.load(PACK / PACK_FILE) as pack:
+        return {k: pack[k] for k in ("train_labels", "test_labels", "label_names")}
+
+
+def test_folders_hold_cifar10_in_its_order_with_its_labels(unpacked: Path, pack_labels) -> None:
+    data = load_cifar10(unpacked, download=False)
+    assert data.layout == Layout.FOLDER
+    assert data.classes == [str(n) for n in pack_labels["label_names"]]
+    assert data.train_x.shape == (50000, 3, 32, 32) and data.train_x.dtype == torch.uint8
+    assert data.test_x.shape == (10000, 3, 32, 32)
+    assert torch.bincount(data.train_y).tolist() == [5000] * 10
+    assert torch.bincount(data.test_y).tolist() == [1000] * 10
+    assert [data.classes[i] for i in data.train_y[:5]] == TRAIN_FIRST
+    assert [data.classes[i] for i in data.test_y[:5]] == TEST_FIRST
+    # every label, in order: the folder reader restores CIFAR-10's order from the file names
+    assert np.array_equal(data.train_y.numpy(), pack_labels["train_labels"])
+    assert np.array_equal(data.test_y.numpy(), pack_labels["test_labels"])
+    # and the pixels are the decoded JPEG of the same image (the last of the training set)
+    from torchvision.io import decode_jpeg
+
+    with np.load(PACK / PACK_FILE) as pack:
+        lo, hi = pack["train_offsets"][-2:]
+        blob = torch.from_numpy(pack["train_jpeg"][lo:hi].copy())
+    assert torch.equal(data.train_x[-1], decode_jpeg(blob))
+    assert data.train_x.float().mean() == pytest.approx(0.47 * 255, rel=0.05)  # not noise
+
+
+def test_fixed_and_one_method_per_family_learn_on_real_images(
+    cli, unpacked: Path, tmp_path: Path
+) -> None:
+    for family, name in FAMILY_METHODS.items():
+        assert METHODS[name].family == family
+    methods = ["fixed", *FAMILY_METHODS.values()]
+    out = tmp_path / "out"
+    res = cli(
+        "run",
+        "--tasks",
+        "cifar10_1k_flipcrop",
+        "--methods",
+        ",".join(methods),
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "2",
+        "--set",
+        f"task.epochs={EPOCHS}",
+        "--set",
+        f"task.n_test={N_TEST}",
+        "--set",
+        "reversible_sgd.T=10",  # its unit is one meta-iteration of T steps, forward and back
+        "--data-dir",
+        unpacked,
+        "--out",
+        out,
+        "--no-report",
+    )
+    assert res.code == 0, res.err
+    rows = [json.loads(line) for line in (out / RESULTS_FILE).read_text().splitlines()]
+    final = {r["method"]: r for r in rows if r["final"]}
+    assert sorted(final) == sorted(methods)
+    for name, row in final.items():
+        assert row["status"] == Status.OK.value, (name, row["error"])
+        assert row["test_n"] == N_TEST
+        if name == "reversible_sgd":
+            continue  # 10 SGD steps from the init: it ran, but has not learned yet
+        assert EPOCHS <= row["epoch"] < EPOCHS + 1, name  # unroll ends on a window's end
+        assert row["test_acc"] > 0.13, (name, row["test_acc"])  # chance is 0.10
+    assert final["reversible_sgd"]["test_acc"] is not None
