@@ -2,13 +2,14 @@
 
 A cell's timed seconds divided by the seconds of one plain SGD step of the same task on the same
 device (minibatch forward, backward, update: what `fixed` repeats) is its cost in training-step
-equivalents (TSE). The step is timed untimed-for-the-method, once per problem, and again at the
+equivalents (TSE). The step is timed (outside every method's clock) once per problem, and at the
 start and the end of every cell: when those drift from the problem's figure, the machine's speed
 changed under the cell (other processes, thermal limits) and its times are flagged as noisy.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -19,21 +20,32 @@ from hgbench.training import SGDTrainer
 NOISE_THRESHOLD = 0.25  # a cell whose step time moved by more than this fraction is noisy
 
 
-def step_time(problem: Problem, steps: int = 9, max_seconds: float = 0.5) -> float:
-    """Median seconds of one `fixed` training step (after two warm-up steps): at most `steps`
-    steps and, past three, no more than about `max_seconds` of them."""
+def step_time(problem: Problem, blocks: int = 3, block_seconds: float = 0.01) -> float:
+    """Median seconds per `fixed` training step over `blocks` blocks of consecutive steps (after
+    two warm-up steps), each block at least `block_seconds` long.
+
+    Blocks rather than single steps: on a shared machine a step of a millisecond fits in one
+    scheduler slice and would time as if the machine were idle, while a method's run of many
+    steps is preempted like any other work; blocks of ~10 ms are preempted alike.
+    """
     trainer = SGDTrainer(problem, problem.init_params())
     hparams = problem.init_hparams()
     trainer.steps(hparams, 2)
+    synchronize(problem.device)
+    start = time.perf_counter()
+    trainer.steps(hparams, 1)
+    synchronize(problem.device)
+    single = max(time.perf_counter() - start, 1e-7)
+    per_block = max(1, min(1000, math.ceil(block_seconds / single)))
     times: list[float] = []
-    for _ in range(steps):
+    for _ in range(blocks):
         synchronize(problem.device)
         start = time.perf_counter()
-        trainer.steps(hparams, 1)
+        done = 0
+        while done < per_block:
+            done += trainer.steps(hparams, per_block - done)
         synchronize(problem.device)
-        times.append(time.perf_counter() - start)
-        if len(times) >= 3 and sum(times) > max_seconds:
-            break
+        times.append((time.perf_counter() - start) / done)
     return statistics.median(times)
 
 

@@ -369,7 +369,9 @@ def _report_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv or ["run"])
+        if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+            argv = ["run", *argv]  # `python -m hgbench [--out DIR ...]`: the default suite
+        args = build_parser().parse_args(argv)
         from hgbench.plugins import load_plugins
 
         try:

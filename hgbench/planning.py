@@ -209,8 +209,9 @@ def plan_cells(
     method_names = _select(METHODS.names, methods, "--methods", "method") or METHODS.names(
         list(suite.methods)
     )
-    parsed = parse_sets([*suite.sets, *sets])
-    check_sets_known(method_names, parsed)
+    given = parse_sets(sets)
+    check_sets_known(method_names, given)  # the suite's own apply where they can, silently
+    parsed = [*parse_sets(list(suite.sets)), *given]
     task_objs = apply_task_sets([TASKS[n] for n in task_names], parsed)
     for task in task_objs:
         task.check_available()

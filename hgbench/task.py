@@ -68,9 +68,9 @@ class Task(ABC):
 
     Required hooks (abstract, so an incomplete task fails when it is constructed, before it can
     be registered): `load_data` and `make_model`. Optional hooks, with the defaults below:
-    `check_available`, `extra_hparams`, `hparam_space`, `augment`, `default_lr`, `predict`
-    (test-time prediction), `optimum` and `exact_hypergradient` (closed forms the probe uses
-    where a task has them).
+    `check_available`, `extra_hparams`, `hparam_space`, `augment`, `loss_weights` (per-example
+    training weights), `default_lr`, `predict` (test-time prediction), `optimum` and
+    `exact_hypergradient` (closed forms the probe uses where a task has them).
 
     Fields are the task's settings and default budget: `epochs` of minibatch SGD with momentum at
     `lr` (following `lr_schedule`), `batch_size`. Hparams: log weight decay per tensor (or per
@@ -146,6 +146,11 @@ class Task(ABC):
 
     def default_lr(self, splits: Splits) -> float:
         return self.lr
+
+    def loss_weights(self, hparams: HParams, x: Tensor) -> Tensor | None:
+        """Per-example weights of the training loss on the batch x (learned data weights, as in
+        data hyper-cleaning); None: every example counts once."""
+        return None
 
     def predict(self, problem: Problem, params: Params, hparams: HParams, x: Tensor) -> Tensor:
         """Test-time outputs (e.g. averaged over augmented copies); the plain forward pass by
@@ -273,14 +278,13 @@ class Problem:
                 p.requires_grad_(True)
         return model
 
-    def nll(self, f: Tensor, y: Tensor) -> Tensor:
-        """Mean negative log-likelihood per datum."""
+    def nll(self, f: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
+        """Negative log-likelihood per datum: their mean, or each (`reduction="none"`)."""
         if self.task.likelihood == Likelihood.CATEGORICAL:
-            return F.cross_entropy(f, y)
+            return F.cross_entropy(f, y, reduction=reduction)
         target = F.one_hot(y, f.shape[-1]).to(f.dtype)
-        return 0.5 * (f - target).square().sum(-1).mean() + 0.5 * f.shape[-1] * math.log(
-            2 * math.pi
-        )
+        each = 0.5 * (f - target).square().sum(-1) + 0.5 * f.shape[-1] * math.log(2 * math.pi)
+        return each if reduction == "none" else each.mean()
 
     def data_loss(
         self,
@@ -297,7 +301,11 @@ class Problem:
         """
         if generator is None:
             generator = self.generator("fixed-augmentation-noise")
-        return self.nll(self.forward(params, self.task.augment(x, hparams, generator)), y)
+        f = self.forward(params, self.task.augment(x, hparams, generator))
+        weights = self.task.loss_weights(hparams, x)
+        if weights is None:
+            return self.nll(f, y)
+        return (weights * self.nll(f, y, reduction="none")).mean()
 
     def train_loss(
         self,

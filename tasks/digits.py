@@ -103,6 +103,23 @@ register_task(
         epochs=10,
         batch_size=100,
         lr=0.05,
+        tags=("small",),
+    )
+)
+# The default suite's CNN task: with 200 training images, translation augmentation and weight
+# decay matter (the 1,000-image digits_cnn trains to the same place whatever its hparams).
+register_task(
+    DigitsTask(
+        name="digits_cnn_small",
+        description="digits 8×8, small CNN, 200 training / 200 validation images, per-tensor "
+        "weight decay + learnable translation",
+        model="cnn",
+        learn_translate=True,
+        n_train=200,
+        n_val=200,
+        epochs=40,
+        batch_size=50,
+        lr=0.05,
         tags=("small", "default"),
     )
 )

@@ -91,6 +91,6 @@ register_task(
         epochs=20,
         batch_size=100,
         momentum=0.9,
-        tags=("small", "default"),
+        tags=("small",),
     )
 )

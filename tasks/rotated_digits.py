@@ -106,6 +106,6 @@ register_task(
         epochs=10,
         batch_size=100,
         lr=0.05,
-        tags=("small", "default"),
+        tags=("small",),
     )
 )
