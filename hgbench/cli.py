@@ -360,6 +360,10 @@ def _report_command(args: argparse.Namespace) -> int:
     if not store.path.exists():
         raise UsageError(f"no {RESULTS_FILE} in {args.dir}")
     _writable_dir(args.dir, "report")
+    if args.export is not None:
+        from hgbench.report.export import check_format
+
+        check_format(args.export)  # before the report is written: parquet needs pyarrow
     if read.n_skipped:
         print(f"warning: {store.path}: {read.summary()}", file=sys.stderr)
     print(f"report: {_report(args.dir, args.export)}")

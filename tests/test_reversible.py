@@ -26,8 +26,9 @@ from hgbench.methods.reversible import (
     ReversibleSGD,
 )
 from hgbench.plugins import load_plugins
+from hgbench.report.configs import with_labels
+from hgbench.report.load import load_rows
 from hgbench.report.schedules import has_schedules, schedule_figure
-from hgbench.report.tables import load_rows, with_labels
 from hgbench.reversible import (
     DENOMINATOR,
     DENOMINATOR_BITS,
