@@ -116,6 +116,7 @@ class DrMAD(ReversibleSGD):
 
     # T = 1 is exact (a one-step trajectory is its own straight line): the error grows with T
     probe_grid = ({"T": 1}, {"T": 10}, {"T": 30}, {"T": 100})
+    exact_settings = None  # an interpolated path approximates the trajectory at every setting
     probe_quick = ({"T": 10}, {"T": 100})
 
     def __post_init__(self) -> None:

@@ -110,6 +110,7 @@ class _OneStep(Method):
 
     family = Family.IMPLICIT
     objective = Objective.VALIDATION
+    biased = True  # one inner step: the implicit term of a converged solve is never reached
 
     def __post_init__(self) -> None:
         if self.period < 1 or self.val_batch_size < 1:
