@@ -145,6 +145,7 @@ class ForwardMode(Method):
     objective = Objective.VALIDATION
     probe_grid = ({"K": 5}, {"K": 20}, {"K": 100})
     probe_quick = ({"K": 20},)
+    exact_settings = {}  # forward and reverse mode through the same steps agree to rounding
 
     def __post_init__(self) -> None:
         if self.K < 1 or self.period < 1 or self.val_batch_size < 1 or self.max_hparams < 1:

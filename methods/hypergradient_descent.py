@@ -73,6 +73,7 @@ class HypergradientDescent(Method):
     objective = Objective.VALIDATION  # probe compares a training-loss objective; see docstring
     probe_grid = ({"K": 1}, {"K": 5}, {"K": 20})
     probe_quick = ({"K": 1}, {"K": 5})
+    exact_settings = {"K": 1}  # one step: the greedy derivative is the whole derivative
 
     def __post_init__(self) -> None:
         if self.beta < 0 or self.beta_momentum < 0 or not 0 <= self.max_momentum < 1:

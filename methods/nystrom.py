@@ -35,6 +35,7 @@ class IFTNystrom(_Implicit):
         {"rank": None, "rho": 0.0},
     )
     probe_quick = ({"rank": 20}, {"rank": None, "rho": 0.0})
+    exact_settings = {"rank": None, "rho": 0.0}  # every column: Â = H
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -73,6 +73,7 @@ class TruncatedBPTT(Method):
         {"truncation": 20},
     )
     probe_quick = ({"truncation": 5}, {"truncation": 20})
+    exact_settings = {"truncation": 20}  # = horizon: the full unroll
 
     def __post_init__(self) -> None:
         if not 1 <= self.truncation <= self.horizon:
