@@ -1,88 +1,132 @@
-"""The cost of one implicit hypergradient as a multiple of one training step, same batch size.
+"""One hypergradient in training-step equivalents (TSE), beside its operation count.
 
-    python benchmarks/hypergradient_cost.py [--tasks digits_cnn] [--batch 100] [--device cuda]
+    python benchmarks/hypergradient_cost.py [--models mlp,cnn] [--rounds 7] [--device cuda]
 
-A training step is what every method pays per inner step (forward, backward, SGD update); a
-hypergradient is what `ift_*` pays per hyper-step (one training and one validation minibatch, the
-linear solve, the mixed derivative). Rounds alternate; medians. Lorraine et al. report "a few
-times the cost of training" for their hyper-steps.
+One training step (1 TSE) is what every method pays per inner step, written as a user would:
+an nn.Module forward and backward on a batch of 100 and a `torch.optim.SGD` step (momentum 0.9,
+the weight decays as per-tensor param groups). On the same models as benchmarks/peers.py, rounds
+alternate, and the median of every operation is divided by the step's.
+
+Operation counts, from the measured cost of the pieces a hypergradient is made of (in TSE):
+g = a validation gradient (forward + backward), b = building the training gradient's graph
+(`LinearizedGradient`: forward + backward with create_graph), h = one product through that graph
+(a linearised Hessian-vector product, or the mixed derivative):
+
+    IFT, K solver products     g + b + (K + 1) h
+    unroll, K steps            K (b + h) + g     (each step builds a gradient graph; the reverse
+                                                  pass goes through each once)
+
+A measured/count ratio near 1 says the hypergradient costs what its operations cost, with no
+overhead of hgbench's own on top.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+import torch.nn.functional as F
+from torch.func import functional_call
 
-from hgbench.functional import detach
+from hgbench.functional import LinearizedGradient, hvp
+from hgbench.hparams import WD_PREFIX
 from hgbench.implicit import implicit_hypergradient
 from hgbench.linalg import cg, neumann
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
-from hgbench.timing import synchronize
-from hgbench.training import SGDTrainer
 
-SOLVERS = {
-    "neumann_5": lambda lr: neumann(5, lr, report_residual=False),
-    "neumann_20": lambda lr: neumann(20, lr, report_residual=False),
-    "cg_20": lambda lr: cg(20, 0.0, report_residual=False),
-}
+K_NEUMANN, K_CG, K_UNROLL = 5, 20, 20
 
 
-def measure(task_name: str, device: str, batch: int, repeats: int) -> dict[str, float]:
-    problem = TASKS[task_name].build(0, device)
-    problem.warm_up()
-    trainer = SGDTrainer(problem, problem.init_params(), problem.lr, problem.task.momentum, batch)
-    hparams = problem.init_hparams()
-    d = problem.data
-    x, y, xv, yv = d.x_train[:batch], d.y_train[:batch], d.x_val[:batch], d.y_val[:batch]
+def tse_table(name: str, device: torch.device, dtype: torch.dtype, rounds: int) -> dict:
+    """Median seconds of every operation and hypergradient on model `name`, and the step's."""
+    from peers import UnrollCase, build, digits, hgbench_unroll, log_wd, side_by_side
 
-    def train_step():
-        trainer.steps(hparams, 1)
+    model = build(name, device, dtype)
+    x, y, xv, yv = digits(100, 100, device, dtype)
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    hparams = log_wd(model)
+    lr = 0.05
 
-    def hypergradient(solver):
-        implicit_hypergradient(
-            lambda w, h: problem.train_loss(w, h, x, y),
-            lambda w, h: problem.val_loss(w, xv, yv),
-            detach(trainer.params),
-            hparams,
-            solver,
-        )
+    def train_loss(w, h):
+        penalty = sum(0.5 * (h[WD_PREFIX + k].exp() * w[k].square()).sum() for k in w)
+        return F.cross_entropy(functional_call(model, w, (x,)), y) + penalty
 
-    jobs = {"train_step": train_step}
-    for name, make in SOLVERS.items():
-        solver = make(problem.lr)
-        jobs[name] = lambda solver=solver: hypergradient(solver)
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    for job in jobs.values():
-        job()  # warm-up
-    for _ in range(repeats):
-        for name, job in jobs.items():
-            synchronize(problem.device)
-            start = time.perf_counter()
-            job()
-            synchronize(problem.device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    def val_loss(w, h):
+        return F.cross_entropy(functional_call(model, w, (xv,)), yv)
+
+    # the training step as a user writes it
+    net = build(name, device, dtype)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    groups = [
+        {"params": [p], "weight_decay": float(hparams[WD_PREFIX + k].exp())}
+        for k, p in net.named_parameters()
+    ]
+    opt = torch.optim.SGD(groups, lr=lr, momentum=0.9)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    def val_grad():
+        w = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        torch.autograd.grad(val_loss(w, hparams), list(w.values()))
+
+    lin = LinearizedGradient(train_loss, params, hparams)
+    v = {k: torch.randn_like(t) for k, t in params.items()}
+    case = UnrollCase.make(name, device, dtype, k=K_UNROLL, batch=100, n_val=100)
+    jobs = {
+        "step": step,
+        "g: validation gradient": val_grad,
+        "b: gradient graph": lambda: LinearizedGradient(train_loss, params, hparams),
+        "h: linearised HVP": lambda: lin.hvp(v),
+        "fresh HVP (torch.func)": lambda: hvp(lambda w: train_loss(w, hparams), params, v),
+        f"IFT Neumann-{K_NEUMANN}": lambda: implicit_hypergradient(
+            train_loss, val_loss, params, hparams, neumann(K_NEUMANN, lr, report_residual=False)
+        ),
+        f"IFT CG-{K_CG}": lambda: implicit_hypergradient(
+            train_loss, val_loss, params, hparams, cg(K_CG, 0.0, report_residual=False)
+        ),
+        f"unroll K={K_UNROLL}": lambda: hgbench_unroll(case),
+    }
+    times = side_by_side(jobs, rounds, device)
+    return {job: statistics.median(t) for job, t in times.items()}
+
+
+def counts(tse: dict[str, float]) -> dict[str, float]:
+    g, b, h = tse["g: validation gradient"], tse["b: gradient graph"], tse["h: linearised HVP"]
+    return {
+        f"IFT Neumann-{K_NEUMANN}": g + b + (K_NEUMANN + 1) * h,
+        f"IFT CG-{K_CG}": g + b + (K_CG + 1) * h,
+        f"unroll K={K_UNROLL}": K_UNROLL * (b + h) + g,
+    }
+
+
+def print_tse(tables: dict[str, dict]) -> None:
+    print(f"\n{'model':6} {'operation':26} {'ms':>9} {'TSE':>7} {'count':>7} {'TSE/count':>10}")
+    for model, seconds in tables.items():
+        tse = {job: s / seconds["step"] for job, s in seconds.items()}
+        expected = counts(tse)
+        for job, s in seconds.items():
+            c = expected.get(job)
+            tail = f"{c:7.1f} {tse[job] / c:10.2f}" if c is not None else ""
+            print(f"{model:6} {job:26} {s * 1e3:9.2f} {tse[job]:7.1f} {tail}", flush=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", default="digits_cnn")
+    p.add_argument("--models", default="mlp,cnn")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
     args = p.parse_args()
-    load_plugins()
-    name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"device: {name}; batch {args.batch}; medians of {args.repeats} alternating rounds")
-    print(f"{'task':24s} {'train step ms':>14s}" + "".join(f" {s + ' (x)':>16s}" for s in SOLVERS))
-    for task in args.tasks.split(","):
-        m = measure(task, args.device, args.batch, args.repeats)
-        step = m["train_step"]
-        print(f"{task:24s} {step * 1e3:14.2f}" + "".join(f" {m[s] / step:16.1f}" for s in SOLVERS))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"{where}, {torch.get_num_threads()} threads, float32, medians of {args.rounds} rounds")
+    print_tse({m: tse_table(m, device, torch.float32, args.rounds) for m in args.models.split(",")})
 
 
 if __name__ == "__main__":

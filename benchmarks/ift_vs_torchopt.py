@@ -3,6 +3,8 @@
     pip install torchopt   # benchmark-only: not a dependency of hgbench
     python benchmarks/ift_vs_torchopt.py [--tasks digits_mlp,digits_cnn] [--iterations 20]
 
+(`benchmarks/peers.py` runs the same comparison on its held-out models, in its ratio table.)
+
 Both solve H v = ∂L_V/∂w by conjugate gradient with exactly `iterations` steps (no early stop) on
 the same training and validation minibatch at the same state, then apply the mixed derivative.
 Rounds alternate; the table gives median seconds per hypergradient (float32), their ratio
@@ -99,6 +101,46 @@ def measure(task_name: str, device: str, iterations: int, repeats: int, batch: i
         "cos": cos,
         "rel": rel,
     }
+
+
+def peer_rows(
+    name: str, device: torch.device, dtype: torch.dtype, rounds: int, iterations: int = 20
+):
+    """peers.py's rows: CG-`iterations` on one of its models, a training and a validation batch
+    of 100 at its initial params."""
+    import torch.nn.functional as F
+    from peers import build, compare, digits, log_wd
+    from torch.func import functional_call
+
+    def case(dt: torch.dtype):
+        model = build(name, device, dt)
+        x, y, xv, yv = digits(100, 100, device, dt)
+        params = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+        def train_loss(w, h):
+            penalty = sum(0.5 * (h["log_wd." + k].exp() * w[k].square()).sum() for k in w)
+            return F.cross_entropy(functional_call(model, w, (x,)), y) + penalty
+
+        def val_loss(w, h):
+            return F.cross_entropy(functional_call(model, w, (xv,)), yv)
+
+        return params, log_wd(model), train_loss, val_loss
+
+    p64, h64, tl64, vl64 = case(torch.float64)
+    ours = hgbench_hypergradient(p64, h64, tl64, vl64, iterations)
+    theirs = torchopt_hypergradient(p64, h64, tl64, vl64, iterations)
+    _, rel = cosine_and_rel_err(flatten(ours), flatten({k: theirs[k] for k in ours}))
+    agreement = {"torchopt.implicit": (f"hypergradient rel. err {rel:.1e}", rel < 1e-6)}
+    params, hparams, tl, vl = case(dtype)
+    return compare(
+        "ift",
+        f"{name} CG-{iterations}",
+        lambda: hgbench_hypergradient(params, hparams, tl, vl, iterations),
+        {"torchopt.implicit": lambda: torchopt_hypergradient(params, hparams, tl, vl, iterations)},
+        agreement,
+        rounds,
+        device,
+    )
 
 
 def main() -> None:

@@ -2,121 +2,173 @@
 
 A step is what `laplace_full` does per curvature fit: fit the GGN structure on all N training
 points at the current params, evaluate the log marginal likelihood at layer-wise prior precisions
-and differentiate it with respect to them. Both sides get the same model, params, data (the
-task's training split, no augmentation: laplace-torch has none) and dtype; rounds alternate and
-the medians are compared. laplace-torch uses its default backend (CurvlinopsGGN). Prints a table
-and the ratio hgbench / laplace-torch (below 1: hgbench is faster); never asserts on times.
+and differentiate it with respect to them. Both sides get the same model (a plain nn.Sequential:
+every laplace-torch backend hooks every layer of it), params, data and dtype, and the same batch
+size (hgbench's `chunk_size`, laplace-torch's DataLoader). laplace-torch runs with each backend
+that implements the structure (BackPACK, ASDL, Curvlinops); values and gradients are checked in
+float64 first, and hgbench is compared with the fastest backend that agrees.
 
-    python benchmarks/laplace_vs_laplace_torch.py [--tasks digits_mlp,digits_cnn]
-        [--structures kron,diag,full] [--n-full 300] [--repeats 5] [--dtype float32]
+    python benchmarks/laplace_vs_laplace_torch.py [--models mlp,cnn] [--structures diag,kron,full]
+        [--rounds 5] [--dtype float32]
+
+(`benchmarks/peers.py` prints the same rows in its ratio table.)
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
 import math
-import statistics
-import time
 import warnings
 
 import torch
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from hgbench.hparams import WD_PREFIX
 from hgbench.laplace import Structure, fit_laplace
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS, Problem
+
+# per structure: (training points, batch); full on a narrower MLP (a dense P × P GGN on the
+# 26k-parameter one is 2.7 GB in float32 for laplace-torch)
+SIZES = {"diag": (1000, 250), "kron": (1000, 250), "full": (300, 300)}
+BACKENDS = ("BackPackGGN", "AsdlGGN", "CurvlinopsGGN")
 
 
-def _problem(name: str, n: int, dtype: torch.dtype) -> Problem:
-    changes = {"n_train": n}
-    if "learn_translate" in {f.name for f in dataclasses.fields(TASKS[name])}:
-        changes["learn_translate"] = False
-    return dataclasses.replace(TASKS[name], **changes).build(0, "cpu", dtype)
-
-
-def hgbench_step(problem: Problem, params, log_delta: torch.Tensor, structure: str) -> float:
-    n = problem.n_train
+def hgbench_step(
+    model: nn.Module, log_delta: Tensor, x: Tensor, y: Tensor, structure: str, batch: int
+) -> tuple[Tensor, Tensor]:
+    """log q and d log q / d log δ (one δ per tensor); hgbench's hparam is log δ − log N."""
+    n = y.shape[0]
+    params = {k: v.detach() for k, v in model.named_parameters()}
     hparams = {
         WD_PREFIX + k: (log_delta[i] - math.log(n)).clone().requires_grad_(True)
         for i, k in enumerate(params)
     }
-    d = problem.data
-    fit = fit_laplace(
-        problem, params, hparams, d.x_train, d.y_train, Structure(structure), chunk_size=n
-    )
+    fit = fit_laplace(model, params, hparams, x, y, Structure(structure), chunk_size=batch)
     value = fit.log_marglik(params, hparams, n)
-    torch.autograd.grad(value, list(hparams.values()))
-    return float(value.detach())
+    grads = torch.autograd.grad(value, list(hparams.values()))
+    return value.detach(), torch.stack(grads)
 
 
-def laplace_torch_step(problem: Problem, params, log_delta: torch.Tensor, structure: str) -> float:
+def laplace_torch_step(
+    model: nn.Module,
+    log_delta: Tensor,
+    x: Tensor,
+    y: Tensor,
+    structure: str,
+    batch: int,
+    backend: str,
+) -> tuple[Tensor, Tensor]:
     import laplace
+    import laplace.curvature
 
-    model = problem.bind(params)
+    net = _trainable(model)
     la = laplace.Laplace(
-        model, "classification", subset_of_weights="all", hessian_structure=structure
+        net,
+        "classification",
+        subset_of_weights="all",
+        hessian_structure=structure,
+        backend=getattr(laplace.curvature, backend),
     )
-    d = problem.data
-    la.fit(DataLoader(TensorDataset(d.x_train, d.y_train), batch_size=problem.n_train))
+    la.fit(DataLoader(TensorDataset(x, y), batch_size=batch))
     log_delta = log_delta.clone().requires_grad_(True)
     value = la.log_marginal_likelihood(prior_precision=log_delta.exp())
-    torch.autograd.grad(value, log_delta)
-    return float(value.detach())
+    (grad,) = torch.autograd.grad(value, log_delta)
+    return value.detach(), grad
 
 
-def _time(fn) -> tuple[float, float]:
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
+def _trainable(model: nn.Module) -> nn.Module:
+    import copy
+
+    net = copy.deepcopy(model)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    return net
+
+
+def _case(name: str, structure: str, device: torch.device, dtype: torch.dtype):
+    from peers import build, digits, mlp
+
+    n, batch = SIZES[structure]
+    if name == "mlp" and structure == "full":
+        torch.manual_seed(0)
+        model = mlp((32, 32)).to(device, dtype)
+        for p in model.parameters():
+            p.requires_grad_(False)
+    else:
+        model = build(name, device, dtype)
+    x, y, _, _ = digits(n, 10, device, dtype)
+    n_tensors = len(list(model.parameters()))
+    log_delta = torch.linspace(-1.0, 2.0, n_tensors, dtype=dtype, device=device)
+    return model, log_delta, x, y, batch
+
+
+def _agreement(ours: tuple[Tensor, Tensor], theirs: tuple[Tensor, Tensor]) -> tuple[str, bool]:
+    value = float(abs(ours[0] - theirs[0]) / abs(theirs[0]))
+    grad = float((ours[1] - theirs[1]).norm() / theirs[1].norm())
+    return f"value {value:.1e}, gradient {grad:.1e}", value <= 1e-6 and grad <= 1e-6
+
+
+def peer_rows(name: str, device: torch.device, dtype: torch.dtype, rounds: int, structures=None):
+    """peers.py's rows: every structure against every laplace-torch backend on model `name`."""
+    from peers import compare
+
+    rows = []
+    for structure in structures or SIZES:
+        model, log_delta, x, y, batch = _case(name, structure, device, torch.float64)
+        ours = hgbench_step(model, log_delta, x, y, structure, batch)
+        agreement = {}
+        for backend in BACKENDS:
+            try:
+                theirs = laplace_torch_step(model, log_delta, x, y, structure, batch, backend)
+            except Exception as err:  # a backend without this structure or layer
+                agreement[backend] = (f"failed: {type(err).__name__}: {str(err)[:60]}", False)
+            else:
+                agreement[backend] = _agreement(ours, theirs)
+        running = {b for b, (text, _) in agreement.items() if not text.startswith("failed")}
+        model, log_delta, x, y, batch = _case(name, structure, device, dtype)
+        n = y.shape[0]
+        rows += compare(
+            "laplace",
+            f"{name} {structure} N={n}",
+            lambda m=model, d=log_delta, x=x, y=y, s=structure, b=batch: hgbench_step(
+                m, d, x, y, s, b
+            ),
+            {
+                backend: (
+                    lambda m=model, d=log_delta, x=x, y=y, s=structure, b=batch, k=backend: (
+                        laplace_torch_step(m, d, x, y, s, b, k)
+                    )
+                )
+                for backend in BACKENDS
+                if backend in running
+            },
+            agreement,
+            rounds,
+            device,
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
+    from peers import print_table
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="digits_mlp,digits_cnn")
-    parser.add_argument("--structures", default="kron,diag,full")
-    parser.add_argument("--n", type=int, default=1000, help="training points (kron, diag)")
-    parser.add_argument("--n-full", type=int, default=300, help="training points for full")
-    # laplace-torch's diagonal GGN of the digits CNN holds ~37 MB per example (7.5 GB at N=200):
-    # at N=1000 it exhausts a 24 GB machine, so the CNN's diag row runs at --n-diag-cnn points
-    parser.add_argument("--n-diag-cnn", type=int, default=200, help="training points, CNN diag")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--structures", default="diag,kron,full")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = parser.parse_args(argv)
-    load_plugins()
     warnings.filterwarnings("ignore")
-    dtype = getattr(torch, args.dtype)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}")
-    print(
-        f"{'task':12} {'structure':9} {'N':>5} {'P':>6} {'hgbench s':>10} {'laplace-torch s':>16} "
-        f"{'ratio':>6}  values agree"
-    )
-    for task in args.tasks.split(","):
-        for structure in args.structures.split(","):
-            n = args.n_full if structure == "full" else args.n
-            if structure == "diag" and "cnn" in task:
-                n = args.n_diag_cnn
-            problem = _problem(task, n, dtype)
-            params = problem.init_params()
-            log_delta = torch.linspace(-1.0, 2.0, len(params), dtype=dtype)
-            ours_fn = functools.partial(hgbench_step, problem, params, log_delta, structure)
-            theirs_fn = functools.partial(laplace_torch_step, problem, params, log_delta, structure)
-            ours_fn(), theirs_fn()  # warm-up: lazy initialisation, first vmap traces
-            ours, theirs = [], []
-            for _ in range(args.repeats):
-                t, v_ours = _time(ours_fn)
-                ours.append(t)
-                t, v_theirs = _time(theirs_fn)
-                theirs.append(t)
-            a, b = statistics.median(ours), statistics.median(theirs)
-            agree = abs(v_ours - v_theirs) <= 1e-3 * abs(v_theirs)
-            print(
-                f"{task:12} {structure:9} {n:>5} {problem.n_params:>6} {a:>10.4f} {b:>16.4f} "
-                f"{a / b:>6.2f}  {agree} ({v_ours:.4f} vs {v_theirs:.4f})",
-                flush=True,
-            )
+    rows = []
+    for name in args.models.split(","):
+        rows += peer_rows(name, device, dtype, args.rounds, args.structures.split(","))
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
-from torch.func import grad
 
-from hgbench.functional import TensorDict, flatten, hvp_operator, mixed_vjp, unflatten
+from hgbench.functional import LinearizedGradient, TensorDict, flatten, unflatten
 from hgbench.linalg import Solver
 
 TrainLoss = Callable[[TensorDict, TensorDict], Tensor]  # (params, hparams) -> scalar
@@ -35,14 +35,27 @@ def implicit_hypergradient(
     hparams: TensorDict,
     solver: Solver,
 ) -> ImplicitResult:
-    g_params, g_direct = grad(val_loss, argnums=(0, 1))(params, hparams)
+    """dL_V/dλ at (params, hparams) with `solver` for the inverse-Hessian-vector product.
 
-    h_times = hvp_operator(lambda w: train_loss(w, hparams), params)
+    Cost: one validation gradient, one forward and backward pass of the training loss kept as a
+    graph (`LinearizedGradient`), one reverse pass through it per solver product and one for the
+    mixed derivative.
+    """
+    w = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+    h = {k: v.detach().requires_grad_(True) for k, v in hparams.items()}
+    with torch.enable_grad():
+        grads = torch.autograd.grad(
+            val_loss(w, h), [*w.values(), *h.values()], allow_unused=True, materialize_grads=True
+        )
+    g_params = grads[: len(w)]
+    g_direct = dict(zip(h, grads[len(w) :], strict=True))
+
+    lin = LinearizedGradient(train_loss, params, hparams)
 
     def matvec(v_flat: Tensor) -> Tensor:
-        return flatten(h_times(unflatten(v_flat, params)))
+        return flatten(lin.hvp(unflatten(v_flat, params)))
 
-    sol = solver(matvec, flatten(g_params))  # v = H⁻¹ ∂L_V/∂w
-    indirect = mixed_vjp(train_loss, params, hparams, unflatten(sol.x, params))
+    sol = solver(matvec, torch.cat([g.reshape(-1) for g in g_params]))  # v = H⁻¹ ∂L_V/∂w
+    indirect = lin.mixed_vjp(unflatten(sol.x, params))
     hg = {k: g_direct[k] - indirect[k] for k in hparams}
     return ImplicitResult(hg, sol.residual, sol.iterations)

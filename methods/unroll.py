@@ -19,7 +19,7 @@ from hgbench.method import (
 )
 from hgbench.task import Problem
 from hgbench.training import BatchStream
-from hgbench.unroll import unrolled_hypergradient
+from hgbench.unroll import l2_decay, unrolled_hypergradient
 
 
 @register_method("unroll")
@@ -67,7 +67,7 @@ class Unroll(Method):
             vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
             xv, yv = d.x_val[vi], d.y_val[vi]
             hg, val_loss, params, velocity = unrolled_hypergradient(
-                problem.train_loss,
+                problem.data_loss,  # weight decay applied in the step: l2_decay
                 lambda w, h, xv=xv, yv=yv: problem.val_loss(w, xv, yv),
                 params,
                 velocity,
@@ -76,6 +76,7 @@ class Unroll(Method):
                 problem.lr_at(stream.steps - self.K),
                 task.momentum,
                 aug_gen,
+                decay=l2_decay,
             )
             for k, v in hparams.items():
                 v.grad = hg[k]
@@ -97,7 +98,7 @@ class Unroll(Method):
         d = problem.data
         velocity = {k: torch.zeros_like(v) for k, v in state.params.items()}
         hg, val_loss, _, _ = unrolled_hypergradient(
-            problem.train_loss,
+            problem.data_loss,  # fixed augmentation noise (no generator); weight decay in the step
             lambda w, h: problem.val_loss(w),
             state.params,
             velocity,
@@ -105,5 +106,6 @@ class Unroll(Method):
             [(d.x_train, d.y_train)] * self.K,
             problem.lr,
             problem.task.momentum,
+            decay=l2_decay,
         )
         return Estimate(hg, extra={"val_loss": float(val_loss)})

@@ -110,8 +110,9 @@ def test_log_marglik_and_gradient_match_laplace_torch(model: str, structure: str
 
 @pytest.mark.parametrize("model", ["mlp", "cnn", "averaged"])
 def test_layerwise_rows_and_ntk_match_torch_func_jacobians(model: str) -> None:
-    """The hook-based rows and layer NTK blocks against vmap(jacrev) per-example Jacobians."""
-    from hgbench.laplace.marglik import factor_rows_and_grams
+    """The hook-based rows, diagonal and layer NTK blocks against vmap(jacrev) per-example
+    Jacobians of the whole network."""
+    from hgbench.laplace.capture import capture
 
     if model == "averaged":  # S = 3 augmented copies per example, logits averaged
         task = dataclasses.replace(TASKS["rotated_digits_mlp"], hidden=(5,), n_train=N, n_samples=3)
@@ -122,18 +123,20 @@ def test_layerwise_rows_and_ntk_match_torch_func_jacobians(model: str) -> None:
     hparams = problem.init_hparams()
     x = augment_fixed(problem, hparams)[:7]
     wrt = list(params)
-    rows, grams, f = factor_rows_and_grams(problem, params, hparams, x, wrt, grams=True)
-    ref_rows, _, ref_f = factor_rows_and_grams(
-        problem, params, hparams, x, wrt, grams=False, layerwise=False
-    )
-    torch.testing.assert_close(f, ref_f, rtol=1e-10, atol=1e-12)
-    assert set(grams) | set(rows) == set(wrt)
+    like = problem.task.likelihood
+    ours = capture(problem.model, params, x, like, wrt)
+    ref = capture(problem.model, params, x, like, wrt, layerwise=False)
+    assert ours.layers and not ref.layers  # the hooks did the work on one side only
+    torch.testing.assert_close(ours.f, ref.f, rtol=1e-10, atol=1e-12)
+    rows, ref_rows = ours.rows(), ref.rows()
+    grams, ref_grams = ours.grams(set(wrt)), ref.grams(set(wrt))
+    mask = torch.rand(7, problem.task.n_classes, generator=torch.Generator().manual_seed(0)) > 0.5
+    diags, ref_diags = ours.diag([None, mask]), ref.diag([None, mask])
     for name in wrt:
-        flat = ref_rows[name].flatten(2).flatten(0, 1)
-        if name in grams:
-            torch.testing.assert_close(grams[name], flat @ flat.T, rtol=1e-9, atol=1e-12)
-        else:
-            torch.testing.assert_close(rows[name], ref_rows[name], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(rows[name], ref_rows[name], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(grams[name], ref_grams[name], rtol=1e-9, atol=1e-12)
+        for d, ref_d in zip(diags, ref_diags, strict=True):
+            torch.testing.assert_close(d[name], ref_d[name], rtol=1e-9, atol=1e-12)
 
 
 def augment_fixed(problem: Problem, hparams):

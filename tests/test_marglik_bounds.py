@@ -236,8 +236,8 @@ def test_single_splits_compute_only_the_drawn_rows_and_match_masking_all_rows(
     """A single split computes one factor row per example; the value must equal selecting the
     same rows out of all K (the `split_rows` draw from the same seed) and weighting by K."""
     from hgbench.laplace import fit_laplace
+    from hgbench.laplace.bounds import split_rows
     from hgbench.laplace.ggn import SplitCurvature
-    from hgbench.laplace.marglik import split_rows
 
     problem, params, hparams, _ = small
     d = problem.data
@@ -252,9 +252,10 @@ def test_single_splits_compute_only_the_drawn_rows_and_match_masking_all_rows(
     delta = {n: N * hparams[WD_PREFIX + n].exp() for n in params}
     # rebuild the masked version through the public split machinery: a 0/1 mask on all rows
     if structure == Structure.KERNEL:
-        from hgbench.laplace.marglik import factor_rows_and_grams
+        from hgbench.laplace.capture import capture
 
-        rows, grams, _ = factor_rows_and_grams(problem, params, hparams, x, list(params), True)
+        chunk = capture(problem.model, params, x, problem.task.likelihood, list(params))
+        grams = chunk.grams(set(params))
         idx = masks[0].flatten().nonzero().squeeze(1)
         kernel = sum(g[idx][:, idx] / delta[n] for n, g in grams.items())
         ref = k * torch.logdet(torch.eye(len(idx), dtype=kernel.dtype) + kernel)

@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch.autograd.functional import hessian, jacobian
 
-from hgbench.functional import flatten, hvp, hvp_operator, mixed_vjp, unflatten
+from hgbench.functional import (
+    LinearizedGradient,
+    flatten,
+    hvp,
+    hvp_operator,
+    mixed_vjp,
+    unflatten,
+)
 from hgbench.hparams import WD_PREFIX
 from hgbench.implicit import implicit_hypergradient
 from hgbench.linalg import cg, dense, neumann
@@ -77,6 +84,13 @@ def test_mixed_vjp_matches_dense_jacobian():
     jac = jacobian(grad_w, hf)  # (P, H) = ∂²L/∂w∂λ
     v = torch.randn_like(pf)
     got = flatten(mixed_vjp(_toy_loss, params, hparams, unflatten(v, params)))
+    torch.testing.assert_close(got, v @ jac, rtol=1e-10, atol=1e-12)
+    # the linearised gradient: Hessian products and the mixed product from one graph
+    h = hessian(lambda f: _toy_loss(unflatten(f, params), hparams), pf)
+    lin = LinearizedGradient(_toy_loss, params, hparams)
+    for vec in (v, torch.randn_like(pf)):
+        torch.testing.assert_close(flatten(lin.hvp(unflatten(vec, params))), h @ vec)
+    got = flatten(lin.mixed_vjp(unflatten(v, params)))
     torch.testing.assert_close(got, v @ jac, rtol=1e-10, atol=1e-12)
 
 

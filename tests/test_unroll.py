@@ -1,5 +1,6 @@
 """`unroll` against `higher` (an independent differentiable-optimizer implementation), and its
-long-horizon limit against the closed-form ridge hypergradient."""
+long-horizon limit against the closed-form ridge hypergradient. Both ways of applying weight
+decay (through the loss, or in the step with `decay`) are compared with the same reference."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hgbench.hparams import WD_PREFIX
 from hgbench.method import METHODS, ProbeState
 from hgbench.plugins import load_plugins
 from hgbench.task import TASKS
-from hgbench.unroll import unrolled_hypergradient
+from hgbench.unroll import l2_decay, unrolled_hypergradient
 
 load_plugins()
 
@@ -59,22 +60,65 @@ def _compare(problem, n_steps: int):
     hparams = {k: v + 0.3 * i for i, (k, v) in enumerate(hparams.items())}
     params = problem.init_params()
     velocity = {k: torch.zeros_like(v) for k, v in params.items()}
-    ours, loss, _, _ = unrolled_hypergradient(
-        problem.train_loss,
-        lambda w, h: problem.val_loss(w, *val),
-        params,
-        velocity,
-        hparams,
-        batches,
-        lr=0.1,
-        momentum=0.9,
-        generator=torch.Generator().manual_seed(7),
-    )
     ref, ref_loss = _higher_hypergradient(problem, hparams, batches, val, 0.1, 0.9, seed=7)
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=0)
+    for loss_fn, decay in ((problem.train_loss, None), (problem.data_loss, l2_decay)):
+        ours, loss, _, _ = unrolled_hypergradient(
+            loss_fn,
+            lambda w, h: problem.val_loss(w, *val),
+            params,
+            velocity,
+            hparams,
+            batches,
+            lr=0.1,
+            momentum=0.9,
+            generator=torch.Generator().manual_seed(7),
+            decay=decay,
+        )
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=0)
+        for k in hparams:
+            torch.testing.assert_close(ours[k], ref[k], rtol=1e-6, atol=1e-12)
+            assert ref[k].abs().max() > 0  # a hypergradient that is all zeros would prove nothing
+
+
+def test_train_loss_without_a_generator_argument():
+    """Without a generator, train_loss is called as train_loss(w, h, x, y): a user's own loss
+    needs no fifth argument. A missing factor in the decay would show against the penalty."""
+    problem = _problem("digits_mlp", hidden=(8,))
+    d = problem.data
+    batches = [(d.x_train[:50], d.y_train[:50]), (d.x_train[50:100], d.y_train[50:100])]
+    params = problem.init_params()
+    velocity = {k: torch.zeros_like(v) for k, v in params.items()}
+    hparams = {k: v + 0.5 * i for i, (k, v) in enumerate(problem.init_hparams().items())}
+
+    def penalised(w, h, x, y):
+        return problem.train_loss(w, h, x, y)
+
+    def data_only(w, h, x, y):
+        return problem.data_loss(w, h, x, y)
+
+    def run(loss_fn, decay):
+        return unrolled_hypergradient(
+            loss_fn,
+            lambda w, h: problem.val_loss(w),
+            params,
+            velocity,
+            hparams,
+            batches,
+            0.1,
+            0.9,
+            decay=decay,
+        )
+
+    a, loss_a, w_a, v_a = run(penalised, None)
+    b, loss_b, w_b, v_b = run(data_only, l2_decay)
     for k in hparams:
-        torch.testing.assert_close(ours[k], ref[k], rtol=1e-6, atol=1e-12)
-        assert ref[k].abs().max() > 0  # a hypergradient that is all zeros would prove nothing
+        torch.testing.assert_close(a[k], b[k], rtol=1e-9, atol=1e-14)
+    for k in params:
+        torch.testing.assert_close(w_a[k], w_b[k], rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(v_a[k], v_b[k], rtol=1e-12, atol=1e-14)
+    # a decay off by a factor of 2 changes every hypergradient: the comparison above can fail
+    c, *_ = run(data_only, lambda w, h: {k: 0.5 * v for k, v in l2_decay(w, h).items()})
+    assert all(not torch.allclose(c[k], a[k], rtol=1e-3) for k in hparams)
 
 
 def test_unroll_matches_higher_on_the_mlp():

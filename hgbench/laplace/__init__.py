@@ -1,36 +1,36 @@
-"""Linearised-Laplace marginal likelihoods: per-example Jacobians and the weighted NTK
-(torch.func), GGN structures and their log-determinants with the prior, exact values, stochastic
-block lower bounds, and probe mode's exact MARGLIK reference."""
+"""Linearised-Laplace marginal likelihoods for any model with independent examples: per-layer
+curvature contractions (hgbench.laplace.layers), GGN structures and their log-determinants with
+the prior, fits (`fit_laplace`), exact values, stochastic block lower bounds, and probe mode's
+exact MARGLIK reference.
 
-from hgbench.laplace.ggn import Curvature, Structure
-from hgbench.laplace.jacobians import (
-    hessian_factor,
-    linearize,
-    per_example_jacobians,
-    prior_weighted_ntk,
-)
-from hgbench.laplace.marglik import (
-    BoundKind,
+    fit = fit_laplace(model, params, hparams, x, y, Structure.KRON)   # any nn.Module
+    value = fit.log_marglik(params, hparams, n_data=len(y))           # δ = N exp(log_wd.<name>)
+"""
+
+from hgbench.laplace.bounds import BoundKind, OutputSplit, Partition, bound_kind, partition
+from hgbench.laplace.fitting import (
     LaplaceFit,
-    OutputSplit,
-    Partition,
+    Network,
     augmented_inputs,
-    bound_kind,
-    exact_log_marglik,
     fit_laplace,
-    hypergradient,
     laplace_params,
-    log_marglik,
-    marglik_reference,
-    partition,
-    partitioned_log_marglik,
     prior_precision,
+)
+from hgbench.laplace.ggn import Curvature, Structure
+from hgbench.laplace.jacobians import hessian_factor, linearize, per_example_jacobians
+from hgbench.laplace.reference import marglik_reference
+from hgbench.laplace.values import (
+    exact_log_marglik,
+    hypergradient,
+    log_marglik,
+    partitioned_log_marglik,
 )
 
 __all__ = [
     "BoundKind",
     "Curvature",
     "LaplaceFit",
+    "Network",
     "OutputSplit",
     "Partition",
     "Structure",
@@ -48,5 +48,4 @@ __all__ = [
     "partitioned_log_marglik",
     "per_example_jacobians",
     "prior_precision",
-    "prior_weighted_ntk",
 ]

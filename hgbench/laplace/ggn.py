@@ -1,7 +1,8 @@
 """GGN structures: each is a fitted curvature that returns log det(P0 + G) − log det P0 for any
 prior precision P0 = diag(δ), so hyper-steps that only change δ reuse one fit.
 
-Structures (P parameters, r = number of factor rows in the fit, see hgbench.laplace.jacobians):
+Structures (P parameters, r = number of factor rows in the fit, see hgbench.laplace.jacobians;
+hgbench.laplace.fitting feeds them chunk by chunk):
 
     kernel     log det(I_r + L P0⁻¹ Lᵀ), the weighted NTK (function space)   O(r²P + r³)
     full       log det(I_P + P0^{-1/2} LᵀL P0^{-1/2}), the full GGN          O(rP² + P³), or
@@ -9,7 +10,7 @@ Structures (P parameters, r = number of factor rows in the fit, see hgbench.lapl
     blockdiag  Σ_t of `full` per parameter tensor t                          O(r Σ P_t² + Σ P_t³)
     kron       Σ_layers K-FAC (hgbench.laplace.kron); tensors outside Linear/Conv2d layers fall back
                to their exact per-tensor block
-    diag       Σ_p log1p(G_pp / δ_p)                       O(rP)
+    diag       Σ_p log1p(G_pp / δ_p), G_pp by per-layer contractions       O(rP), no row formed
 
 `kernel` and `full` are equal (Sylvester). Relative to them, `blockdiag` and `diag` are never
 smaller (Fischer's inequality: det M ≤ Π_b det M_bb for M ≻ 0 partitioned into diagonal blocks;
@@ -19,6 +20,7 @@ lower bound of the one built on `full`. `kron` is an approximation, not a bound.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -53,6 +55,11 @@ class Curvature(Protocol):
         ...
 
 
+def _flat(rows: Tensor) -> Tensor:
+    """(r, *shape) -> (r, P_t), also for a 0-dim parameter."""
+    return rows.reshape(rows.shape[0], math.prod(rows.shape[1:]))
+
+
 def _flat_delta(delta: dict[str, Tensor], shapes: dict[str, torch.Size]) -> Tensor:
     return torch.cat([delta[k].expand(s).reshape(-1) for k, s in shapes.items()])
 
@@ -72,10 +79,7 @@ class KernelCurvature:
             kernel = term if kernel is None else kernel + term
         if self.rows:
             white = torch.cat(
-                [
-                    (r * delta[k].expand(r.shape[1:]).rsqrt()).flatten(1)
-                    for k, r in self.rows.items()
-                ],
+                [_flat(r * delta[k].expand(r.shape[1:]).rsqrt()) for k, r in self.rows.items()],
                 dim=1,
             )
             term = white @ white.T
@@ -99,7 +103,7 @@ class FullCurvature:
     rows: list[Tensor] = field(default_factory=list)  # (r_i, P) chunks while Σ r_i ≤ P
 
     def add(self, rows: Rows) -> None:
-        flat = torch.cat([rows[k].flatten(1) for k in self.shapes], dim=1)  # (r, P)
+        flat = torch.cat([_flat(rows[k]) for k in self.shapes], dim=1)  # (r, P)
         n_params = flat.shape[1]
         if self.gram is None and sum(r.shape[0] for r in self.rows) + flat.shape[0] <= n_params:
             self.rows.append(flat)
@@ -127,7 +131,7 @@ class BlockDiagCurvature:
 
     def add(self, rows: Rows) -> None:
         for k in self.shapes:
-            flat = rows[k].flatten(1)
+            flat = _flat(rows[k])
             term = flat.T @ flat
             self.blocks[k] = self.blocks[k] + term if k in self.blocks else term
 
@@ -142,15 +146,14 @@ class BlockDiagCurvature:
 
 @dataclass
 class DiagCurvature:
-    """The GGN's diagonal, Σ_rows L², per tensor."""
+    """The GGN's diagonal, Σ_rows L², per tensor (summed from per-chunk contractions)."""
 
     shapes: dict[str, torch.Size]
     diag: dict[str, Tensor] = field(default_factory=dict)
 
-    def add(self, rows: Rows) -> None:
+    def add(self, diag: dict[str, Tensor]) -> None:
         for k in self.shapes:
-            term = rows[k].square().sum(0)
-            self.diag[k] = self.diag[k] + term if k in self.diag else term
+            self.diag[k] = self.diag[k] + diag[k] if k in self.diag else diag[k]
 
     def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
         terms = [diagonal_logdet(self.diag[k], delta[k].expand(s)) for k, s in self.shapes.items()]
@@ -181,14 +184,3 @@ class SplitCurvature:
     def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
         terms = [w * c.logdet_ratio(delta) for c, w in zip(self.groups, self.weights, strict=True)]
         return torch.stack(terms).sum()
-
-
-def accumulator(structure: Structure, shapes: dict[str, torch.Size]):
-    """An empty row-based curvature of `structure` to `add` row chunks to (not kernel/kron)."""
-    if structure == Structure.FULL:
-        return FullCurvature(shapes)
-    if structure == Structure.BLOCKDIAG:
-        return BlockDiagCurvature(shapes)
-    if structure == Structure.DIAG:
-        return DiagCurvature(shapes)
-    raise ValueError(f"{structure.value} is not accumulated from row chunks")

@@ -73,7 +73,7 @@ def factor_rows(jac: dict[str, Tensor], factor: Tensor) -> Rows:
     """L_n = M_nᵀ J_n per tensor: (B, C, *shape) with factor (B, C, K) -> (B, K, *shape)."""
     out = {}
     for name, j in jac.items():
-        flat = j.flatten(2)  # (B, C, P_t)
+        flat = j.reshape(j.shape[0], j.shape[1], -1)  # (B, C, P_t)
         out[name] = torch.einsum("bck,bcp->bkp", factor, flat).reshape(
             flat.shape[0], factor.shape[-1], *j.shape[2:]
         )
@@ -99,30 +99,3 @@ def linearize(
     if len(rows) == 1:
         return rows[0], outs[0]
     return {k: torch.cat([r[k] for r in rows]) for k in wrt}, torch.cat(outs)
-
-
-def whiten(rows: Rows, delta: dict[str, Tensor]) -> Tensor:
-    """Rows scaled by the prior's inverse square root, flattened: R̃ = L P0^{-1/2}, (r, P).
-
-    `rows[name]` is (r, *shape) and `delta[name]` (the prior precision) broadcasts to shape.
-    """
-    parts = []
-    for name, r in rows.items():
-        d = delta[name].expand(r.shape[1:])
-        parts.append((r * d.rsqrt()).flatten(1))
-    return torch.cat(parts, dim=1)
-
-
-def prior_weighted_ntk(rows_a: Rows, rows_b: Rows, delta: dict[str, Tensor]) -> Tensor:
-    """L_a P0⁻¹ L_bᵀ, the prior-weighted empirical NTK between two sets of factor rows (r_a, r_b).
-
-    With the identity factor (Gaussian likelihood) this is the NTK J P0⁻¹ Jᵀ itself.
-    """
-    total = None
-    for name, ra in rows_a.items():
-        d = delta[name].expand(ra.shape[1:]).reciprocal().flatten()
-        term = (ra.flatten(1) * d) @ rows_b[name].flatten(1).T
-        total = term if total is None else total + term
-    if total is None:
-        raise ValueError("no rows")
-    return total

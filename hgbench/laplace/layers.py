@@ -1,4 +1,5 @@
-"""Layer-wise pieces of the factor rows for nn.Linear and nn.Conv2d, from module hooks.
+"""Per-layer curvature contractions: closed forms for Linear and Conv2d, per-row VJPs for other
+modules that own parameters. hgbench.laplace.capture collects their inputs and gradients.
 
 For a layer applied at R positions per example (R = 1 for Linear on flat inputs; the output
 pixels for Conv2d; times S for a model that averages its logits over S augmented copies), the
@@ -7,173 +8,289 @@ factor row k of example n restricted to its weight is a sum of outer products,
     L_{nk}[W] = Σ_r g_{nkr} a_{nr}ᵀ,    L_{nk}[b] = Σ_r g_{nkr},
 
 with a_{nr} the layer's input (unfolded patch for a convolution) and g_{nkr} the gradient of
-(M_nᵀ f_n)_k with respect to the layer's output at position r. One forward pass and K backward
-passes (one per column of the Hessian factor M, all examples at once) give every a and g. From
-them: K-FAC factors (hgbench.laplace.kron), the rows themselves (as BackPACK does), and, for
-R = 1, the layer's NTK without forming any row:
+(M_nᵀ f_n)_k with respect to the layer's output at position r. From a and g each structure takes
+what it needs in closed form, without forming a row where it can:
 
-    L[W] L[W]ᵀ = (G Gᵀ) ⊙ (A Aᵀ ⊗ 1_{K×K}),   G: (N K × out),  A: (N × in)
+    diag      Σ_{nk} L_{nk}[W]²  =  (Σ_k g_{nk}²)ᵀ (a_n²)      for R = 1: one (out × n)(n × in)
+              matmul (the einsum 'kno,ni->oi'); for R > 1 the rows are formed a few examples at a
+              time by one batched matmul, squared and summed (as BackPACK's DiagGGN)
+    kron      B = Σ g gᵀ, A = Σ a aᵀ                            two matmuls (hgbench.laplace.kron)
+    kernel    L[W] L[W]ᵀ = (G Gᵀ) ⊙ (A Aᵀ ⊗ 1_{K×K})             for R = 1, no row formed
+    rows      for full and blockdiag, which need them
 
-which costs (NK)²·out + N²·in instead of (NK)²·out·in.
+Layout: a is (n, in', R) and g (n, K, out, R), the layouts a convolution produces (unfold's
+patches, output gradients per channel), so the contractions read them without a transposing copy.
+A weighting of the factor rows (an (n, K) 0/1 mask per group: output splits) enters every
+contraction, so no masked copy of the rows is made.
+
+Other modules that own parameters (Fixup's scalar Bias and Scale, or any module called on a batch
+of independent rows) get their rows from a per-row VJP of that module alone (torch.func over the
+module, not the network).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, vjp, vmap
 
 from hgbench.hparams import Params
-from hgbench.laplace.jacobians import hessian_factor
-from hgbench.task import Likelihood
+from hgbench.laplace.jacobians import Rows
 
-SUPPORTED = (nn.Linear, nn.Conv2d)
+Mask = Tensor | None  # (n, K) 0/1 weights of the factor rows of a group; None: every row
+
+# R > 1 diagonal: rows are formed for this many elements at a time (bounds a chunk's memory)
+_ROW_BUDGET = 2**20
+
+
+def is_linear(module: nn.Module) -> bool:
+    """Linear and Conv2d layers the closed forms cover."""
+    return isinstance(module, nn.Linear) or (
+        isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+    )
+
+
+def own_params(module: nn.Module, prefix: str, wrt: set[str]) -> dict[str, str]:
+    """The module's own parameters among `wrt`: local name -> full name."""
+    return {
+        local: prefix + local
+        for local, _ in module.named_parameters(recurse=False)
+        if prefix + local in wrt
+    }
 
 
 def covered_layers(model: nn.Module, wrt: list[str]) -> dict[str, tuple[str | None, str | None]]:
-    """Layers handled here: module name -> (weight name, bias name) among `wrt` (else None)."""
+    """Linear and Conv2d layers (K-FAC's domain): module name -> (weight name, bias name) among
+    `wrt` (else None)."""
     out = {}
+    chosen = set(wrt)
     for name, module in model.named_modules():
-        if not isinstance(module, SUPPORTED):
+        if not is_linear(module):
             continue
-        if isinstance(module, nn.Conv2d) and module.groups != 1:
-            continue
-        prefix = f"{name}." if name else ""
-        weight = prefix + "weight" if prefix + "weight" in wrt else None
-        bias = prefix + "bias" if module.bias is not None and prefix + "bias" in wrt else None
-        if weight is not None or bias is not None:
-            out[name] = (weight, bias)
+        own = own_params(module, f"{name}." if name else "", chosen)
+        if own:
+            out[name] = (own.get("weight"), own.get("bias"))
     return out
 
 
-def _positions(x: Tensor) -> Tensor:
-    """(rows, ..., d) -> (rows, positions, d)."""
-    return x.reshape(x.shape[0], -1, x.shape[-1])
-
-
-def _layer_inputs(module: nn.Module, a: Tensor) -> Tensor:
-    """The layer's input vectors per position, (rows, R, in')."""
+# --- layouts ----------------------------------------------------------------------------------
+def layer_inputs(module: nn.Module, x: Tensor, n: int) -> Tensor:
+    """A Linear/Conv2d layer's input vectors (rows, ...) per example, (n, in', copies · R)."""
     if isinstance(module, nn.Conv2d):
-        patches = F.unfold(
-            a, module.kernel_size, module.dilation, module.padding, module.stride
-        )  # (rows, in', L)
-        return patches.transpose(1, 2)
-    return _positions(a)
+        x = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+    else:  # (rows, ..., in) -> (rows, in, R)
+        x = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)
+    return _merge_copies(x, n)
 
 
-def _layer_grads(module: nn.Module, g: Tensor) -> Tensor:
-    """Output gradients per position, (rows, R, out)."""
+def layer_grads(module: nn.Module, g: Tensor, n: int) -> Tensor:
+    """A Linear/Conv2d layer's factor-column output gradients (rows, K, *out) per example,
+    (n, K, out, copies · R): a view, but for several copies per example."""
     if isinstance(module, nn.Conv2d):
-        return g.flatten(2).transpose(1, 2)
-    return _positions(g)
+        g = g.flatten(3)
+    else:
+        g = g.reshape(*g.shape[:2], -1, g.shape[-1]).transpose(2, 3)
+    return _merge_grad_copies(g, n)
 
 
+def _merge_grad_copies(g: Tensor, n: int) -> Tensor:
+    """(rows, K, out, R) with rows = n · copies -> (n, K, out, copies · R)."""
+    if g.shape[0] == n:
+        return g
+    c = g.shape[0] // n
+    g = g.reshape(n, c, *g.shape[1:]).permute(0, 2, 3, 1, 4)  # (n, K, out, copies, R)
+    return g.reshape(n, g.shape[1], g.shape[2], -1)
+
+
+def _merge_copies(x: Tensor, n: int) -> Tensor:
+    """(rows, d, R) with rows = n · copies -> (n, d, copies · R)."""
+    if x.shape[0] == n:
+        return x
+    c = x.shape[0] // n
+    return x.reshape(n, c, *x.shape[1:]).transpose(1, 2).reshape(n, x.shape[1], -1)
+
+
+def _weighted(t: Tensor, mask: Mask) -> Tensor:
+    """t (n, K, ...) times the mask's weight of each factor row (n, k)."""
+    if mask is None:
+        return t
+    return t * mask.to(t.dtype).reshape(*mask.shape, *([1] * (t.ndim - 2)))
+
+
+# --- the contractions -------------------------------------------------------------------------
 @dataclass
-class LayerCapture:
-    """One layer's inputs a (rows, R, in') and factor-column output gradients g (K, rows, R, out);
-    `rows` = examples × copies (module calls per example)."""
+class LinearCapture:
+    """A Linear or Conv2d layer: inputs a (n, in', R), factor-column output gradients
+    g (n, K, out, R); R = copies × positions per example."""
 
     weight: str | None
     bias: str | None
     weight_shape: tuple[int, ...] | None
     a: Tensor
     g: Tensor
-    copies: int
 
-    def rows(self, n: int) -> dict[str, Tensor]:
-        """The factor rows of this layer's tensors, (n, K, *shape)."""
-        k = self.g.shape[0]
-        g = self.g.reshape(k, n, -1, self.g.shape[-1])  # (K, n, copies·R, out)
+    @property
+    def single(self) -> bool:
+        return self.a.shape[-1] == 1
+
+    def _weight_rows(self, start: int, stop: int) -> Tensor:
+        """L[W] of examples start..stop, (n', K, out, in')."""
+        g, a = self.g[start:stop], self.a[start:stop]
+        if self.single:
+            return g[..., 0, None] * a[:, None, None, :, 0]
+        n, k, out, r = g.shape
+        # one batched matmul over examples, (K · out × R) @ (R × in')
+        return torch.bmm(g.reshape(n, k * out, r), a.transpose(1, 2)).view(n, k, out, -1)
+
+    def _bias_rows(self) -> Tensor:
+        return self.g.sum(-1)  # (n, K, out)
+
+    def rows(self, exclude: frozenset[str] | set[str] = frozenset()) -> Rows:
+        """Factor rows per tensor (but those in `exclude`), (n, K, *shape)."""
+        n, k = self.g.shape[:2]
         out = {}
-        if self.weight is not None:
-            a = self.a.reshape(n, -1, self.a.shape[-1])  # (n, copies·R, in')
-            w = torch.einsum("knri,nrj->nkij", g, a)
-            out[self.weight] = w.reshape(n, k, *self.weight_shape)
-        if self.bias is not None:
-            out[self.bias] = g.sum(2).transpose(0, 1)  # (n, K, out)
+        if self.weight is not None and self.weight not in exclude:
+            assert self.weight_shape is not None
+            out[self.weight] = self._weight_rows(0, n).reshape(n, k, *self.weight_shape)
+        if self.bias is not None and self.bias not in exclude:
+            out[self.bias] = self._bias_rows()
         return out
 
-    def grams(self, n: int) -> dict[str, Tensor]:
-        """L_t L_tᵀ per tensor, (nK × nK) with rows ordered (n, k): the layer's NTK blocks."""
-        k = self.g.shape[0]
-        out = {}
-        single = self.copies * self.a.shape[1] == 1
+    def diag(self, masks: list[Mask]) -> list[dict[str, Tensor]]:
+        """Σ_{n,k} m_{nk} L_{nk}² per tensor, one dict per mask."""
+        n, k, out, _ = self.g.shape
+        results: list[dict[str, Tensor]] = [{} for _ in masks]
         if self.weight is not None:
-            if single:  # (G Gᵀ) ⊙ (A Aᵀ ⊗ 1): no row is ever formed
-                g = self.g[:, :, 0].transpose(0, 1).reshape(n * k, -1)  # (nK, out)
-                a = self.a[:, 0]  # (n, in)
+            assert self.weight_shape is not None
+            if self.single:
+                g2, a2 = self.g[..., 0].square(), self.a[..., 0].square()  # (n, K, out), (n, in)
+                for res, mask in zip(results, masks, strict=True):
+                    s = _weighted(g2, mask).sum(1)  # (n, out)
+                    res[self.weight] = (s.T @ a2).reshape(self.weight_shape)  # 'nko,ni->oi'
+            else:
+                per = max(1, _ROW_BUDGET // max(1, k * out * self.a.shape[1]))
+                sums: list[Tensor | None] = [None] * len(masks)
+                for start in range(0, n, per):
+                    rows = self._weight_rows(start, min(start + per, n))  # (n', K, out, in')
+                    # in place where no graph needs the rows: one pass over them less
+                    sq = rows.square() if rows.requires_grad else rows.square_()
+                    sq = sq.view(-1, sq.shape[2] * sq.shape[3])  # (n' K, out · in')
+                    for i, mask in enumerate(masks):
+                        if mask is None:
+                            term = sq.sum(0)
+                        else:
+                            term = mask[start : start + per].reshape(1, -1).to(sq) @ sq
+                        sums[i] = term if sums[i] is None else sums[i] + term
+                for res, total in zip(results, sums, strict=True):
+                    assert total is not None
+                    res[self.weight] = total.reshape(self.weight_shape)
+        if self.bias is not None:
+            b2 = self._bias_rows().square()  # (n, K, out)
+            for res, mask in zip(results, masks, strict=True):
+                res[self.bias] = _weighted(b2, mask).sum((0, 1))
+        return results
+
+    def grams(self, names: set[str]) -> dict[str, Tensor]:
+        """L_t L_tᵀ (nK × nK, rows ordered (n, k)) for the tensors in `names`."""
+        n, k = self.g.shape[:2]
+        out = {}
+        if self.weight in names:
+            if self.single:  # (G Gᵀ) ⊙ (A Aᵀ ⊗ 1): no row is ever formed
+                g = self.g[..., 0].reshape(n * k, -1)  # (nK, out)
+                a = self.a[..., 0]  # (n, in)
                 aa = (a @ a.T).repeat_interleave(k, 0).repeat_interleave(k, 1)
                 out[self.weight] = (g @ g.T) * aa
             else:
-                flat = self.rows(n)[self.weight].flatten(2).flatten(0, 1)
+                flat = self._weight_rows(0, n).reshape(n * k, -1)
                 out[self.weight] = flat @ flat.T
-        if self.bias is not None:
-            b = self.g.reshape(k, n, -1, self.g.shape[-1]).sum(2).transpose(0, 1)
-            b = b.reshape(n * k, -1)
+        if self.bias in names:
+            b = self._bias_rows().reshape(n * k, -1)
             out[self.bias] = b @ b.T
         return out
 
+    def kron_b(self, masks: list[Mask]) -> list[Tensor]:
+        """K-FAC's output factor sums B = Σ m g gᵀ, one per mask: one matmul each over every
+        (example, column, position); several times faster on a CPU than an einsum."""
+        n, k, out, r = self.g.shape
+        if self.single:
+            flat = self.g[..., 0].reshape(n * k, out)  # items (n, k)
+            weights = [None if m is None else m.reshape(n * k, 1) for m in masks]
+            return [flat.T @ (flat if w is None else flat * w.to(flat)) for w in weights]
+        flat = self.g.transpose(0, 2).reshape(out, k * n * r)  # one copy; items (k, n, r)
+        bs = []
+        for mask in masks:
+            if mask is None:
+                bs.append(flat @ flat.T)
+            else:  # the weight of factor row (n, k) on each of its positions
+                w = mask.T.to(flat.dtype).reshape(1, k, n, 1)
+                bs.append((flat.view(out, k, n, r) * w).reshape(out, -1) @ flat.T)
+        return bs
 
-def capture_layers(
-    model: nn.Module,
-    fn: Callable[[Params, Tensor], Tensor],
+    def kron_a(self) -> tuple[Tensor, int]:
+        """K-FAC's input factor sum Σ a aᵀ and the number of (example, position) terms in it."""
+        n, d, r = self.a.shape
+        if self.single:
+            a = self.a[..., 0]
+            return a.T @ a, n
+        flat = self.a.transpose(0, 1).reshape(d, -1)  # (in', n R)
+        return flat @ flat.T, n * r
+
+
+@dataclass
+class RowCapture:
+    """Tensors whose rows are formed outright (n, K, *shape): a generic module's (per-row VJP)
+    or the whole network's (per-example Jacobians)."""
+
+    rows_: Rows
+
+    def rows(self, exclude: frozenset[str] | set[str] = frozenset()) -> Rows:
+        return {t: r for t, r in self.rows_.items() if t not in exclude}
+
+    def diag(self, masks: list[Mask]) -> list[dict[str, Tensor]]:
+        return [
+            {name: _weighted(r.square(), mask).sum((0, 1)) for name, r in self.rows_.items()}
+            for mask in masks
+        ]
+
+    def grams(self, names: set[str]) -> dict[str, Tensor]:
+        out = {}
+        for name in names & set(self.rows_):
+            r = self.rows_[name]
+            flat = r.reshape(r.shape[0] * r.shape[1], math.prod(r.shape[2:]))  # (n K, P_t)
+            out[name] = flat @ flat.T
+        return out
+
+
+def generic_rows(
+    module: nn.Module,
+    prefix: str,
+    own: dict[str, str],
     params: Params,
-    inputs: Tensor,
-    likelihood: Likelihood,
-    wrt: list[str],
-    columns: Tensor | None = None,
-) -> tuple[dict[str, LayerCapture], Tensor]:
-    """Inputs and factor-column output gradients of every covered layer, and the outputs f.
+    x: Tensor,
+    g: Tensor,
+    n: int,
+) -> Rows:
+    """Rows of a module's own tensors by a per-row VJP of the module alone, at `params`: x
+    (rows, ...) its input, g (rows, K, *out) the factor-column gradients of its output; summed
+    over the copies of each example, (n, K, *shape)."""
+    free = {local: params[full].detach() for local, full in own.items()}
+    # every other parameter the module (and its children) uses, at its value in `params`
+    fixed = {
+        local: params.get(prefix + local, p)
+        for local, p in module.named_parameters()
+        if local not in own
+    }
 
-    `fn(params, inputs)` must call `model` (e.g. through functional_call) on `inputs` (B, ...).
-    `columns` (B,): only factor column columns[n] of each example (K = 1, one backward pass).
-    Everything stays differentiable in what `inputs` depend on (augmentation magnitudes),
-    including through Λ(f); at fixed inputs it is detached.
-    """
-    layers = covered_layers(model, wrt)
-    names = list(layers)
-    modules = dict(model.named_modules())
-    create_graph = inputs.requires_grad
-    store: dict[str, tuple[Tensor, Tensor]] = {}
+    def one_row(x_row: Tensor, g_row: Tensor) -> dict[str, Tensor]:
+        def out(p: Params) -> Tensor:
+            return functional_call(module, {**fixed, **p}, (x_row[None],))[0]
 
-    def make_hook(name: str):
-        def hook(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
-            store[name] = (args[0], out)
+        _, pull = vjp(out, free)
+        return vmap(pull)(g_row)[0]  # (K, *shape) per tensor
 
-        return hook
-
-    # Fresh leaves, so the layer outputs are in a graph even at fixed inputs.
-    leaves = {k: (v.detach().requires_grad_(True) if k in wrt else v) for k, v in params.items()}
-    handles = [modules[name].register_forward_hook(make_hook(name)) for name in names]
-    with torch.enable_grad():  # the K backward passes need a graph, even under no_grad
-        try:
-            f = fn(leaves, inputs)  # (n, C)
-        finally:
-            for h in handles:
-                h.remove()
-        n = f.shape[0]
-        # Λ(f)'s factor is the VJP's cotangent; it carries a graph only where the inputs do
-        factor = hessian_factor(f if create_graph else f.detach(), likelihood)  # (n, C, K)
-        if columns is not None:  # one chosen column per example: (n, C, 1)
-            factor = factor.gather(2, columns[:, None, None].expand(n, factor.shape[1], 1))
-        outs = [store[name][1] for name in names]
-        grads: list[list[Tensor]] = [[] for _ in names]
-        for k in range(factor.shape[-1] if names else 0):
-            per_layer = torch.autograd.grad(
-                f, outs, grad_outputs=factor[:, :, k], retain_graph=True, create_graph=create_graph
-            )
-            for i, (name, g) in enumerate(zip(names, per_layer, strict=True)):
-                grads[i].append(_layer_grads(modules[name], g))
-    captures = {}
-    for i, name in enumerate(names):
-        weight, bias = layers[name]
-        a = _layer_inputs(modules[name], store[name][0])
-        g = torch.stack(grads[i])  # (K, rows, R, out)
-        if not create_graph:
-            a = a.detach()
-        shape = tuple(params[weight].shape) if weight is not None else None
-        captures[name] = LayerCapture(weight, bias, shape, a, g, a.shape[0] // n)
-    return captures, (f if create_graph else f.detach())
+    per_row = vmap(one_row)(x, g)  # (rows, K, *shape)
+    return {own[local]: r.reshape(n, -1, *r.shape[1:]).sum(1) for local, r in per_row.items()}

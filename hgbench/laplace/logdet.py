@@ -59,11 +59,6 @@ def diagonal_logdet(diag: Tensor, delta: Tensor) -> Tensor:
     return torch.log1p(diag / delta).sum()
 
 
-def eigen_logdet(eigenvalues: Tensor, delta: Tensor) -> Tensor:
-    """log det(G + δ I) − n log δ from G's eigenvalues, for a scalar δ: Σ log1p(λ / δ)."""
-    return torch.log1p(eigenvalues.clamp_min(0) / delta).sum()
-
-
 def kron_logdet(eig_out: Tensor, eig_in: Tensor, delta: Tensor) -> Tensor:
     """log det(B ⊗ A + δ I) − n log δ = Σ_ij log1p(λ_i μ_j / δ), B, A ⪰ 0, scalar δ."""
     return torch.log1p(torch.outer(eig_out.clamp_min(0), eig_in.clamp_min(0)) / delta).sum()

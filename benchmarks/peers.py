@@ -1,0 +1,393 @@
+"""hgbench against its peers, side by side in one process: one ratio table of time and memory.
+
+    pip install -e ".[test]" torchopt     # higher, laplace-torch (+ backends), torchopt
+    python benchmarks/peers.py [--parts unroll,ift,laplace,tse] [--rounds 5] [--device cpu]
+
+On held-out models (plain nn.Sequential, so every peer's backend can hook every layer):
+MLP 64-128-128-10 (tanh) and a CNN (two 3×3 convolutions of width 16, ReLU, 2×2 max-pools,
+linear head) on 8×8 digits, one weight-decay hparam per tensor.
+
+- unroll: `hgbench.unroll` against `higher` (weight decay through its differentiable optimizer,
+  its fastest exact use) and torchopt's MetaSGD (penalty in the loss), K = 20 steps of SGD with
+  momentum on batches of 100, the validation loss on 400 points.
+- ift: `hgbench.implicit` against torchopt's implicit differentiation, CG with 20 iterations
+  (benchmarks/ift_vs_torchopt.py).
+- laplace: one full-batch marginal-likelihood step (fit, value, gradient in the log prior
+  precisions) against laplace-torch with each backend: BackPACK, ASDL, Curvlinops
+  (benchmarks/laplace_vs_laplace_torch.py).
+- tse: each hypergradient in training-step equivalents beside its operation count
+  (benchmarks/hypergradient_cost.py).
+
+Every pair is first checked for agreement in float64 (relative error of the hypergradient, or of
+the value and its gradient); a peer that disagrees is listed but is no baseline. Timings are in
+float32, `--rounds` alternating rounds (every job once per round, so drifts in machine load hit
+all alike); the table gives medians, the ratio hgbench / peer (below 1: hgbench is faster) with
+its range over rounds, and peak memory: on a GPU the allocator's peak, on a CPU the peak of
+tensor memory held during one call, from the profiler's allocation events (an op's temporary
+buffers freed within it are not seen). Never asserts on times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from hgbench.functional import cosine_and_rel_err, flatten
+from hgbench.hparams import WD_PREFIX
+from hgbench.timing import synchronize
+from hgbench.unroll import l2_decay, unrolled_hypergradient
+
+Job = Callable[[], object]
+
+
+# --- measuring --------------------------------------------------------------------------------
+SLOW_S = 10.0  # a job whose warm-up call took longer is not called again
+
+
+def side_by_side(jobs: dict[str, Job], rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds per call of every job, `rounds` alternating rounds after one warm-up call each.
+    A job whose warm-up took over SLOW_S seconds keeps that one time as its only sample."""
+    times: dict[str, list[float]] = {}
+    for name, job in jobs.items():
+        synchronize(device)
+        start = time.perf_counter()
+        job()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        times[name] = [elapsed] if elapsed > SLOW_S else []
+    for _ in range(rounds):
+        for name, job in jobs.items():
+            if times[name] and times[name][0] > SLOW_S:
+                continue
+            synchronize(device)
+            start = time.perf_counter()
+            job()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def peak_mb(job: Job, device: torch.device) -> float:
+    """Peak memory of one call in MB: the allocator's peak on a GPU; on a CPU the peak of the
+    running sum of the profiler's allocation and free events (ops' net allocations)."""
+    if device.type == "cuda":
+        synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        job()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            job()
+    events = [
+        (
+            e.time_range.start,
+            e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage,
+        )
+        for e in prof.events()
+    ]
+    current = peak = 0
+    for _, delta in sorted(events, key=lambda t: t[0]):
+        current += delta
+        peak = max(peak, current)
+    return peak / 2**20
+
+
+@dataclass
+class Row:
+    """One line of the ratio table: hgbench against one peer on one case."""
+
+    part: str
+    case: str
+    peer: str
+    ours_s: list[float]
+    peer_s: list[float]
+    ours_mb: float
+    peer_mb: float
+    agreement: str
+    agrees: bool
+
+    def ratio(self) -> tuple[float, float, float]:
+        """Median ratio and its range over rounds (round by round where both have them)."""
+        pairs = [a / b for a, b in zip(self.ours_s, self.peer_s, strict=False)]
+        med = statistics.median(self.ours_s) / statistics.median(self.peer_s)
+        return med, min(pairs), max(pairs)
+
+
+def compare(
+    part: str,
+    case: str,
+    ours: Job,
+    peers: dict[str, Job],
+    agreement: dict[str, tuple[str, bool]],
+    rounds: int,
+    device: torch.device,
+) -> list[Row]:
+    """Time hgbench and every peer side by side, measure their memory, one Row per peer."""
+    jobs = {"hgbench": ours, **peers}
+    times = side_by_side(jobs, rounds, device)
+    mem = {
+        name: float("nan") if times[name][0] > SLOW_S else peak_mb(job, device)
+        for name, job in jobs.items()
+    }
+    rows = [
+        Row(
+            part,
+            case,
+            name,
+            times["hgbench"],
+            times[name],
+            mem["hgbench"],
+            mem[name],
+            *agreement[name],
+        )
+        for name in peers
+    ]
+    print_table(rows, header=False)  # progress: the full table comes at the end
+    return rows
+
+
+def print_table(rows: list[Row], header: bool = True) -> None:
+    if header:
+        print(
+            f"\n{'part':8} {'case':22} {'peer':22} {'hgbench s':>10} {'peer s':>9} "
+            f"{'time ratio':>18} {'hgbench MB':>10} {'peer MB':>8} {'mem':>5}  agreement"
+        )
+    for r in rows:
+        med, lo, hi = r.ratio()
+        mem = r.ours_mb / r.peer_mb if r.peer_mb > 0 else float("nan")
+        mark = "" if r.agrees else "  (differs: no baseline)"
+        print(
+            f"{r.part:8} {r.case:22} {r.peer:22} {statistics.median(r.ours_s):10.4f} "
+            f"{statistics.median(r.peer_s):9.4f} {med:6.2f} [{lo:4.2f}-{hi:4.2f}] "
+            f"{r.ours_mb:10.1f} {r.peer_mb:8.1f} {mem:5.2f}  {r.agreement}{mark}",
+            flush=True,
+        )
+
+
+# --- models and data --------------------------------------------------------------------------
+def mlp(widths: tuple[int, ...] = (128, 128)) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    for fan_in, fan_out in zip((64, *widths[:-1]), widths, strict=True):
+        layers += [nn.Linear(fan_in, fan_out), nn.Tanh()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], 10))
+
+
+def cnn(width: int = 16) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * width, 10),
+    )
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {"mlp": mlp, "cnn": cnn}
+
+
+def digits(n_train: int, n_val: int, device: torch.device, dtype: torch.dtype):
+    from hgbench.tasks.digits import digits_splits
+
+    s = digits_splits(0, n_train, n_val)
+    move = lambda t: t.to(device, dtype if t.is_floating_point() else None)  # noqa: E731
+    return move(s.x_train), move(s.y_train), move(s.x_val), move(s.y_val)
+
+
+def build(name: str, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = MODELS[name]().to(device, dtype)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def log_wd(model: nn.Module, lo: float = -6.0, hi: float = -3.0) -> dict[str, Tensor]:
+    """One log weight decay per tensor, distinct so a mix-up between tensors would show."""
+    names = [k for k, _ in model.named_parameters()]
+    p = next(model.parameters())
+    values = torch.linspace(lo, hi, len(names), dtype=p.dtype, device=p.device)
+    return {WD_PREFIX + k: values[i].clone() for i, k in enumerate(names)}
+
+
+# --- unrolled differentiation -----------------------------------------------------------------
+@dataclass
+class UnrollCase:
+    model: nn.Module
+    hparams: dict[str, Tensor]
+    batches: list[tuple[Tensor, Tensor]]
+    val: tuple[Tensor, Tensor]
+    lr: float = 0.05
+    momentum: float = 0.9
+
+    @classmethod
+    def make(
+        cls,
+        name: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        k: int = 20,
+        batch: int = 100,
+        n_val: int = 400,
+    ) -> UnrollCase:
+        model = build(name, device, dtype)
+        x, y, xv, yv = digits(1000, n_val, device, dtype)
+        batches = [(x[i * batch % 1000 :][:batch], y[i * batch % 1000 :][:batch]) for i in range(k)]
+        return cls(model, log_wd(model), batches, (xv, yv))
+
+    def params(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+
+def hgbench_unroll(case: UnrollCase) -> dict[str, Tensor]:
+    def data_loss(w, h, x, y):
+        return F.cross_entropy(functional_call(case.model, w, (x,)), y)
+
+    def val_loss(w, h):
+        return F.cross_entropy(functional_call(case.model, w, (case.val[0],)), case.val[1])
+
+    params = case.params()
+    velocity = {k: torch.zeros_like(v) for k, v in params.items()}
+    hg, *_ = unrolled_hypergradient(
+        data_loss,
+        val_loss,
+        params,
+        velocity,
+        case.hparams,
+        case.batches,
+        case.lr,
+        case.momentum,
+        decay=l2_decay,
+    )
+    return hg
+
+
+def _trainable(case: UnrollCase) -> nn.Module:
+    model = copy.deepcopy(case.model)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def higher_unroll(case: UnrollCase) -> dict[str, Tensor]:
+    """higher with one param group per tensor and its weight decay overridden by the
+    differentiable exp(log_wd): the decay applied in the step, as torch.optim.SGD does."""
+    import higher
+
+    model = _trainable(case)
+    names = [k for k, _ in model.named_parameters()]
+    h = {k: v.detach().requires_grad_(True) for k, v in case.hparams.items()}
+    opt = torch.optim.SGD(
+        [{"params": [p]} for p in model.parameters()], lr=case.lr, momentum=case.momentum
+    )
+    override = {"weight_decay": [h[WD_PREFIX + k].exp() for k in names]}
+    with higher.innerloop_ctx(model, opt, copy_initial_weights=True, override=override) as (
+        fmodel,
+        diffopt,
+    ):
+        for x, y in case.batches:
+            diffopt.step(F.cross_entropy(fmodel(x), y))
+        loss = F.cross_entropy(fmodel(case.val[0]), case.val[1])
+        grads = torch.autograd.grad(loss, list(h.values()))
+    return dict(zip(h, grads, strict=True))
+
+
+def torchopt_unroll(case: UnrollCase) -> dict[str, Tensor]:
+    """torchopt's MetaSGD (differentiable in-place SGD on the module), penalty in the loss."""
+    import torchopt
+
+    model = _trainable(case)
+    h = {k: v.detach().requires_grad_(True) for k, v in case.hparams.items()}
+    opt = torchopt.MetaSGD(model, lr=case.lr, momentum=case.momentum)
+    for x, y in case.batches:
+        penalty = sum(
+            0.5 * (h[WD_PREFIX + k].exp() * p.square()).sum() for k, p in model.named_parameters()
+        )
+        opt.step(F.cross_entropy(model(x), y) + penalty)
+    loss = F.cross_entropy(model(case.val[0]), case.val[1])
+    grads = torch.autograd.grad(loss, list(h.values()))
+    return dict(zip(h, grads, strict=True))
+
+
+def _rel(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> tuple[str, bool]:
+    _, rel = cosine_and_rel_err(flatten(ours), flatten({k: theirs[k] for k in ours}))
+    return f"hypergradient rel. err {rel:.1e}", rel < 1e-6
+
+
+def unroll_rows(name: str, device: torch.device, dtype: torch.dtype, rounds: int) -> list[Row]:
+    peers = {"higher": higher_unroll, "torchopt.MetaSGD": torchopt_unroll}
+    exact = UnrollCase.make(name, device, torch.float64)
+    ref = hgbench_unroll(exact)
+    agreement = {p: _rel(ref, fn(exact)) for p, fn in peers.items()}
+    case = UnrollCase.make(name, device, dtype)
+    return compare(
+        "unroll",
+        f"{name} K=20",
+        lambda: hgbench_unroll(case),
+        {p: (lambda fn=fn: fn(case)) for p, fn in peers.items()},
+        agreement,
+        rounds,
+        device,
+    )
+
+
+# --- driver -----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="unroll,ift,laplace,tse")
+    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"torch {torch.__version__}, {where}, {torch.get_num_threads()} threads, {args.dtype}, "
+        f"{args.rounds} alternating rounds"
+    )
+    parts = args.parts.split(",")
+    models = args.models.split(",")
+    rows: list[Row] = []
+    for name in models:
+        if "unroll" in parts:
+            rows += unroll_rows(name, device, dtype, args.rounds)
+        if "ift" in parts:
+            from ift_vs_torchopt import peer_rows as ift_rows
+
+            rows += ift_rows(name, device, dtype, args.rounds)
+        if "laplace" in parts:
+            from laplace_vs_laplace_torch import peer_rows as laplace_rows
+
+            rows += laplace_rows(name, device, dtype, args.rounds)
+    if rows:
+        print_table(rows)
+    if "tse" in parts:
+        from hypergradient_cost import print_tse, tse_table
+
+        print_tse({name: tse_table(name, device, dtype, args.rounds) for name in models})
+
+
+if __name__ == "__main__":
+    main()
