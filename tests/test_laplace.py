@@ -145,31 +145,43 @@ def augment_fixed(problem: Problem, hparams):
     return augmented_inputs(problem, hparams, problem.data.x_train)
 
 
-def test_full_structure_takes_the_smaller_side_with_the_same_value() -> None:
-    """FullCurvature keeps the rows while r ≤ P (an r × r log-det) and folds them into the P × P
-    Gram past that; both must give the dense log det(P0 + LᵀL) − log det P0. (The comparisons
-    with laplace-torch above exercise both sides too: MLP r = 400 < P = 610, CNN r = 400 > 358.)"""
+def test_full_structure_forms_give_the_same_value() -> None:
+    """FullCurvature keeps the rows while r ≤ P and takes the cheapest of three forms: per-tensor
+    kernel Grams, whitened rows (r × r), or the folded P × P Gram; past r = P the rows fold as
+    they come. Every form must give the dense log det(P0 + LᵀL) − log det P0, and its gradient
+    in the prior. (The comparisons with laplace-torch above exercise the choice too.)"""
     from hgbench.laplace.ggn import FullCurvature
 
     gen = torch.Generator().manual_seed(0)
     shapes = {"w": torch.Size([6, 5]), "b": torch.Size([6])}  # P = 36
-    delta = {
-        "w": torch.tensor(0.7, dtype=torch.float64),
-        "b": torch.tensor(3.0, dtype=torch.float64),
-    }
-    flat_delta = torch.cat([delta["w"].expand(30), delta["b"].expand(6)])
 
     def chunk(r: int) -> dict[str, torch.Tensor]:
         return {
             k: torch.randn(r, *s, generator=gen, dtype=torch.float64) for k, s in shapes.items()
         }
 
-    for sizes in ([10, 20], [10, 20, 30]):  # 30 rows ≤ P: kept; 60 rows > P: a Gram
+    for sizes in ([4, 6], [10, 20], [10, 20, 30]):  # r = 10, 30 ≤ P: rows kept; 60 > P: a Gram
         chunks = [chunk(r) for r in sizes]
-        curvature = FullCurvature(shapes)
-        for c in chunks:
-            curvature.add(c)
-        assert (curvature.gram is None) == (sum(sizes) <= 36)
         rows = torch.cat([torch.cat([c["w"].flatten(1), c["b"]], 1) for c in chunks])
-        dense = torch.logdet(torch.diag(flat_delta) + rows.T @ rows) - flat_delta.log().sum()
-        torch.testing.assert_close(curvature.logdet_ratio(delta), dense, rtol=1e-12, atol=0)
+        for log_delta in (torch.tensor([-0.4, 1.1]), torch.tensor([0.3, 0.3])):
+            delta = {
+                "w": log_delta[0].double().exp().requires_grad_(True),
+                "b": log_delta[1].double().exp().requires_grad_(True),
+            }
+            flat = torch.cat([delta["w"].expand(30), delta["b"].expand(6)])
+            dense = torch.logdet(torch.diag(flat) + rows.T @ rows) - flat.log().sum()
+            ref = torch.autograd.grad(dense, list(delta.values()))
+            forms = ["grams", "rows", "gram"] if sum(sizes) <= 36 else ["gram"]
+            for form in forms:
+                curvature = FullCurvature(shapes)
+                for c in chunks:
+                    curvature.add(c)
+                assert (curvature.gram is None) == (sum(sizes) <= 36)
+                value = curvature.logdet_ratio(delta, form)
+                torch.testing.assert_close(value, dense, rtol=1e-12, atol=0)
+                got = torch.autograd.grad(value, list(delta.values()))
+                torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    cheap = FullCurvature(shapes)  # few rows: the kernel side, by Grams where priors are scalars
+    cheap.add(chunk(4))
+    assert cheap.form({"w": torch.tensor(1.0), "b": torch.tensor(2.0)}) == "grams"
+    assert cheap.form({"w": torch.ones(6, 5), "b": torch.tensor(2.0)}) == "rows"

@@ -91,34 +91,74 @@ class KernelCurvature:
 
 @dataclass
 class FullCurvature:
-    """The full GGN G = Σ LᵀL (P × P), accumulated chunk by chunk.
+    """The full GGN G = Σ LᵀL (P × P) over r factor rows, accumulated chunk by chunk.
 
-    While there are fewer factor rows r than parameters P the rows themselves are kept and the
-    log-det is taken on the r × r side, log det(I_r + L P0⁻¹ Lᵀ) (Sylvester: the same number),
-    which costs r²P + r³ per prior instead of P³; past r = P they fold into the P × P Gram.
+    While r ≤ P the rows themselves are kept (no more memory than the P × P Gram), and each
+    log-det takes the cheapest of three equal forms (Sylvester):
+
+    - kernel side, per-tensor Grams: log det(I_r + Σ_t L_t L_tᵀ / δ_t) for scalar priors, the
+      Grams L_t L_tᵀ computed once (r²P); a prior then costs one r × r Cholesky and nothing
+      flows back through the Grams. Used while the T Grams take no more memory than P².
+    - kernel side, whitened rows: log det(I_r + L P0⁻¹ Lᵀ), r²P + r³ per prior, and as much
+      again in the backward pass through the Gram (where the prior is inside it).
+    - parametric side: the rows folded once into G, then log det(I_P + P0^{-1/2} G P0^{-1/2}),
+      P³ per prior with nothing flowing back through G (laplace-torch's way).
+
+    Past r = P the rows fold into G as they come.
     """
 
     shapes: dict[str, torch.Size]
     gram: Tensor | None = None
     rows: list[Tensor] = field(default_factory=list)  # (r_i, P) chunks while Σ r_i ≤ P
+    grams: dict[str, Tensor] = field(default_factory=dict)  # per-tensor L_t L_tᵀ, (r, r)
 
     def add(self, rows: Rows) -> None:
         flat = torch.cat([_flat(rows[k]) for k in self.shapes], dim=1)  # (r, P)
-        n_params = flat.shape[1]
-        if self.gram is None and sum(r.shape[0] for r in self.rows) + flat.shape[0] <= n_params:
+        self.grams = {}
+        if self.gram is None and self.n_rows + flat.shape[0] <= flat.shape[1]:
             self.rows.append(flat)
             return
-        for kept in [*self.rows, flat]:
+        self._fold(flat)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(r.shape[0] for r in self.rows)
+
+    def _fold(self, *extra: Tensor) -> None:
+        for kept in [*self.rows, *extra]:
             term = kept.T @ kept
             self.gram = term if self.gram is None else self.gram + term
         self.rows = []
 
-    def logdet_ratio(self, delta: dict[str, Tensor]) -> Tensor:
+    def form(self, delta: dict[str, Tensor]) -> str:
+        """The cheapest form for this prior: "grams", "rows" or "gram" (class doc)."""
+        r, p = self.n_rows, sum(shape.numel() for shape in self.shapes.values())
+        if self.gram is not None:
+            return "gram"
+        if all(delta[k].numel() == 1 for k in self.shapes) and len(self.shapes) * r * r <= p * p:
+            return "grams"
+        return "rows" if 3 * r * r * p + r**3 <= r * p * p + p**3 else "gram"
+
+    def logdet_ratio(self, delta: dict[str, Tensor], form: str | None = None) -> Tensor:
+        """log det(P0 + G) − log det P0 in `form` (default: the cheapest, `form(delta)`)."""
+        form = form or self.form(delta)
         flat_delta = _flat_delta(delta, self.shapes)
-        if self.gram is None:
-            assert self.rows, "no rows added"
+        if form == "grams":
+            if not self.grams:
+                flat, start = torch.cat(self.rows), 0
+                for k, shape in self.shapes.items():
+                    part = flat[:, start : start + shape.numel()]
+                    self.grams[k] = part @ part.T
+                    start += shape.numel()
+            kernel = sum(g / delta[k].reshape(()) for k, g in self.grams.items())
+            eye = torch.eye(self.n_rows, dtype=flat_delta.dtype, device=flat_delta.device)
+            return logdet_spd(eye + kernel)
+        if form == "rows":
             white = torch.cat(self.rows) * flat_delta.rsqrt()
             return identity_plus_gram_logdet(white, side="rows")
+        if self.gram is None:
+            self._fold()
+        assert self.gram is not None, "no rows added"
         return scaled_gram_logdet(self.gram, flat_delta)
 
 

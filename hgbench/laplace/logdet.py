@@ -15,15 +15,32 @@ from torch import Tensor
 def logdet_spd(a: Tensor) -> Tensor:
     """log det of symmetric positive-definite matrices (..., n, n) via Cholesky: 2 Σ log diag L.
 
-    Falls back to the eigenvalues (clamped at the dtype's tiny) where Cholesky fails, which for the
-    ⪰ I matrices built here happens only when rounding has broken symmetry in float32.
+    Its gradient is A⁻¹ from the same factor (`cholesky_inverse`, about n³ flops): a third of
+    what autograd's Cholesky backward costs (two triangular solves against full matrices and
+    their products), the dominant cost of a full-GGN step. Falls back to the eigenvalues
+    (clamped at the dtype's tiny) where Cholesky fails, which for the ⪰ I matrices built here
+    happens only when rounding has broken symmetry in float32.
     """
     a = 0.5 * (a + a.mT)
-    chol, info = torch.linalg.cholesky_ex(a)
+    chol, info = torch.linalg.cholesky_ex(a.detach())
     if bool((info == 0).all()):
-        return 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return _CholeskyLogdet.apply(a, chol)
     eig = torch.linalg.eigvalsh(a)
     return eig.clamp_min(torch.finfo(a.dtype).tiny).log().sum(-1)
+
+
+class _CholeskyLogdet(torch.autograd.Function):
+    """log det A from its Cholesky factor L; d/dA = A⁻¹ = L⁻ᵀL⁻¹ (first order only)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, chol: Tensor) -> Tensor:
+        ctx.save_for_backward(chol)
+        return 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (chol,) = ctx.saved_tensors
+        return grad[..., None, None] * torch.cholesky_inverse(chol), None
 
 
 def identity_plus_gram_logdet(x: Tensor, side: str = "auto") -> Tensor:
