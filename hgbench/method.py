@@ -43,6 +43,7 @@ class Objective(str, Enum):
 
     VALIDATION = "validation"  # mean validation NLL at the trained params
     MARGLIK = "marglik"  # −log marginal likelihood / N
+    TRAINING = "training"  # the training loss after the inner steps (learning-rate adaptation)
     NONE = "none"  # the method estimates no hypergradient (fixed hparams, black-box search)
 
 

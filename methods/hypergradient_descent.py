@@ -70,7 +70,7 @@ class HypergradientDescent(Method):
     K: int = 1  # probe mode: the horizon
 
     family = Family.UNROLLED
-    objective = Objective.VALIDATION  # probe compares a training-loss objective; see docstring
+    objective = Objective.TRAINING  # its own reference: the training loss after K steps
     probe_grid = ({"K": 1}, {"K": 5}, {"K": 20})
     probe_quick = ({"K": 1}, {"K": 5})
     exact_settings = {"K": 1}  # one step: the greedy derivative is the whole derivative

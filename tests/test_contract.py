@@ -42,23 +42,9 @@ GUARD_TIMEOUT_S = 120.0
 # (task, method) pairs, and probe methods, whose contract cell took over 10 s on a 2-core CPU
 # when measured (2026-11, with the methods registered then). They are marked `slow`
 # (`pytest -m "not slow"` leaves their cell unrun); an entry that goes stale only costs a label.
-SLOW_RUNS = {
-    ("digits_cnn", "ift_cg"),
-    ("digits_cnn", "ift_neumann"),
-    *(
-        (task, "reversible_sgd")
-        for task in (
-            "ridge",
-            "digits_mlp",
-            "digits_mlp3",
-            "digits_logreg_ard",
-            "rotated_digits_mlp",
-            "digits_cnn",
-            "digits_cnn_augnet",
-        )
-    ),
-}
-SLOW_PROBES = {"reversible_sgd"}
+SLOW_METHODS = {"reversible_sgd", "drmad"}  # T = 100 exact steps forward and back per meta-step
+SLOW_RUNS = {("digits_cnn", "ift_cg"), ("digits_cnn", "ift_neumann")}
+SLOW_PROBES = SLOW_METHODS
 CPU = torch.device("cpu")
 ALL_METHODS = METHODS.names()
 SMALL_TASKS = [n for n, t in TASKS.items() if "small" in t.tags]
@@ -161,7 +147,13 @@ def probe_results(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], C
 def _pairs() -> list[Any]:
     """Every (small task, method) pair, the slow ones marked."""
     return [
-        pytest.param(task, method, marks=[pytest.mark.slow] if (task, method) in SLOW_RUNS else [])
+        pytest.param(
+            task,
+            method,
+            marks=[pytest.mark.slow]
+            if (task, method) in SLOW_RUNS or method in SLOW_METHODS
+            else [],
+        )
         for method in ALL_METHODS
         for task in SMALL_TASKS
     ]
