@@ -25,6 +25,21 @@ def l2_decay(params: Params, hparams: HParams) -> dict[str, Tensor]:
     return {k: hparams[WD_PREFIX + k].exp() for k in params if WD_PREFIX + k in hparams}
 
 
+def _reaches(t: Tensor, leaves) -> bool:
+    """Whether t's autograd graph reaches any of the leaf tensors."""
+    targets = {id(leaf) for leaf in leaves}
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if id(getattr(node, "variable", None)) in targets:  # an AccumulateGrad node
+            return True
+        stack.extend(fn for fn, _ in node.next_functions)
+    return False
+
+
 def unrolled_hypergradient(
     train_loss: Callable[..., Tensor],
     val_loss: Callable[[Params, HParams], Tensor],
@@ -58,9 +73,12 @@ def unrolled_hypergradient(
     with torch.enable_grad():
         coef = decay(params, h) if decay is not None else {}
         c = [coef.get(k) for k in names]
-        for x, y in batches:
+        for step, (x, y) in enumerate(batches):
             loss = train_loss(dict(zip(names, w, strict=True)), h, x, y, *extra)
-            g = torch.autograd.grad(loss, w, create_graph=True)
+            # w_0 is a constant: without a path from the first loss to the hparams (weight decay
+            # in the step, no augmentation) its gradient needs no graph (K-th of the work)
+            create = step > 0 or _reaches(loss, h.values())
+            g = torch.autograd.grad(loss, w, create_graph=create)
             # fused ops (addcmul, add with alpha): fewer autograd nodes per step
             g = [
                 gi if ci is None else torch.addcmul(gi, ci, wi)
