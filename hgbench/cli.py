@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="list what is wrong with a results directory")
     check.add_argument("dir", type=Path)
+    from hgbench.scaling.cli import add_scaling_parser
+
+    add_scaling_parser(sub)
     lister = sub.add_parser("list", help="list registered methods, tasks or suites")
     lister.add_argument("what", choices=["methods", "tasks", "suites"])
     return parser
@@ -386,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args.what)
         if args.command == "report":
             return _report_command(args)
+        if args.command == "scaling":
+            from hgbench.scaling.cli import scaling_command
+
+            return scaling_command(args)
         if args.command == "check":
             from hgbench.check import check_directory
 

@@ -8,4 +8,5 @@ from hgbench.tasks import (  # noqa: F401
     digits_reversible,
     ridge,
     rotated_digits,
+    scaling,
 )

@@ -1,0 +1,395 @@
+"""The scaling report: log-log figures of time and memory per hypergradient against each swept
+size (one line per series), fitted slopes, how far each series got, and measured cost beside its
+operation count. From stored rows only (`python -m hgbench scaling --report-only` redraws it).
+
+A point that did not finish ok is drawn, never left out: a size that ran out of time or memory
+(or was not run because a smaller one already had) is a cross on the top edge of both panels of
+its series, one that does not apply (the method skips it, or failed with an error) a hollow
+circle there; the tables give the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from hgbench.report.configs import ordered_methods
+from hgbench.report.load import load_rows
+from hgbench.report.markdown import markdown_table, one_line
+from hgbench.report.style import figure, log_axis, method_colors
+from hgbench.schema import Status
+
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+COST_FAILURES = ("oom", "timeout", "beyond")  # out of time or memory, or beyond such a size
+MEM_FLOOR_MB = 0.1  # increases below this are drawn at it (log axis); slopes fit >= MEM_FIT_MB
+MEM_FIT_MB = 1.0
+FLAG_RATIO = 2.0  # measured/count beyond 2× either way is marked
+AXES = ("hparams", "width", "horizon", "block")
+AXIS_X = {
+    "hparams": "number of hyperparameters (64-1000-1000-10 MLP, 1.08 M weights)",
+    "width": "number of weights (64-w-w-10 MLP, w swept; 6 hparams)",
+    "horizon": "horizon K or T (inner steps; 64-100-100-10 MLP)",
+    "block": "block size M (points per bound; 64-100-100-10 MLP)",
+}
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def scaling_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """One record per (row, axis membership): axis, size, series, method, outcome, time, TSE,
+    memory increase, operation count. `outcome` is ok, oom, timeout, beyond (not run past a
+    size that ran out), error or n/a (the method skips this size)."""
+    records = []
+    for row in rows.itertuples(index=False):
+        extra = row.extra if isinstance(row.extra, dict) else {}
+        for member in extra.get("scaling") or []:
+            failure = extra.get("failure")
+            if row.status == Status.OK:
+                outcome = "ok"
+            elif failure in COST_FAILURES:
+                outcome = failure
+            elif row.status == Status.SKIPPED:
+                outcome = "n/a"
+            else:
+                outcome = "error"
+            records.append(
+                {
+                    "axis": member["axis"],
+                    "size": int(member["size"]),
+                    "series": member["series"],
+                    "method": row.method,
+                    "outcome": outcome,
+                    "error": row.error,
+                    "hg_time_s": row.hg_time_s,
+                    "hg_tse": row.hg_tse,
+                    "mem_mb": extra.get("mem_increase_mb"),
+                    "count_tse": extra.get("op_count_tse"),
+                    "formula": extra.get("op_formula"),
+                    "noisy": row.noisy,
+                    "load": (extra.get("load_avg") or [math.nan])[0],
+                    "n_hparams": extra.get("n_hparams"),
+                    "n_params": extra.get("n_params"),
+                }
+            )
+    columns = ["axis", "size", "series", "method", "outcome", "hg_time_s", "mem_mb", "count_tse"]
+    out = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=columns)
+    for col in ("hg_time_s", "hg_tse", "mem_mb", "count_tse", "load"):
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    return out.sort_values(["axis", "series", "size"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Slope:
+    slope: float
+    stderr: float  # NaN with two points
+    n: int
+
+
+def fit_slope(x: Sequence[float], y: Sequence[float]) -> Slope | None:
+    """Least-squares slope of log10 y on log10 x over the finite positive pairs; None with
+    fewer than two distinct sizes."""
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
+    lx, ly = np.log10(xs[keep]), np.log10(ys[keep])
+    if np.unique(lx).size < 2:
+        return None
+    a = np.vstack([lx, np.ones_like(lx)]).T
+    coef, *_ = np.linalg.lstsq(a, ly, rcond=None)
+    n = lx.size
+    if n > 2:
+        resid = ly - a @ coef
+        stderr = math.sqrt(resid @ resid / (n - 2) / ((lx - lx.mean()) ** 2).sum())
+    else:
+        stderr = math.nan
+    return Slope(float(coef[0]), stderr, n)
+
+
+def _series_styles(points: pd.DataFrame) -> dict[str, tuple[tuple[float, ...], str]]:
+    """(colour, linestyle) per series: the method's colour, a linestyle per series of a method."""
+    methods = ordered_methods(points["method"].unique())
+    colors = method_colors(methods)
+    styles, used = {}, {}
+    for series, method in points[["series", "method"]].drop_duplicates().itertuples(index=False):
+        k = used.get(method, 0)
+        styles[series] = (colors.get(method, (0.5, 0.5, 0.5)), LINESTYLES[k % len(LINESTYLES)])
+        used[method] = k + 1
+    return styles
+
+
+def series_order(points: pd.DataFrame) -> list[str]:
+    methods = ordered_methods(points["method"].unique())
+    rank = {m: i for i, m in enumerate(methods)}
+    pairs = points[["series", "method"]].drop_duplicates()
+    return [s for s, _ in sorted(pairs.itertuples(index=False), key=lambda p: (rank[p[1]], p[0]))]
+
+
+def _panel(ax: Axes, points: pd.DataFrame, metric: str, styles, order) -> None:
+    """One metric against size; failures on the top edge (axes coordinates)."""
+    top = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    for series in order:
+        s = points[points["series"] == series]
+        color, ls = styles[series]
+        good = s[s["outcome"] == "ok"]
+        y = good[metric].to_numpy(float)
+        if metric == "mem_mb":
+            y = np.maximum(y, MEM_FLOOR_MB)
+        ax.plot(good["size"], y, color=color, linestyle=ls, marker="o", markersize=3.5, lw=1.2)
+        cost = s[s["outcome"].isin(COST_FAILURES)]
+        ax.scatter(cost["size"], np.full(len(cost), 0.97), transform=top, marker="x", s=36,
+                   color=color, clip_on=False, zorder=3)  # fmt: skip
+        other = s[s["outcome"].isin(("error", "n/a"))]
+        ax.scatter(other["size"], np.full(len(other), 0.93), transform=top, marker="o", s=22,
+                   facecolors="none", edgecolors=[color], clip_on=False, zorder=3)  # fmt: skip
+
+
+def scaling_figure(points: pd.DataFrame, axis: str) -> Figure:
+    """Time (s) and memory (MB) per hypergradient against the axis's size, log-log."""
+    sub = points[points["axis"] == axis]
+    fig = figure(2, height=4.6, width=5.0)
+    ax_t, ax_m = fig.subplots(1, 2)
+    if sub.empty:
+        for ax in (ax_t, ax_m):
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
+        return fig
+    styles, order = _series_styles(sub), series_order(sub)
+    for ax, metric, label in (
+        (ax_t, "hg_time_s", "seconds per hypergradient"),
+        (ax_m, "mem_mb", "peak memory increase per hypergradient (MB)"),
+    ):
+        _panel(ax, sub, metric, styles, order)
+        ax.set_xlabel(AXIS_X.get(axis, axis))
+        ax.set_ylabel(label)
+        sizes = sub["size"].to_numpy(float)
+        ax.set_xlim(sizes.min() / 1.6, sizes.max() * 1.6)
+        values = sub.loc[sub["outcome"] == "ok", metric].to_numpy(float)
+        values = values[np.isfinite(values)]
+        if metric == "mem_mb":
+            values = np.maximum(values, MEM_FLOOR_MB)
+        if values.size:  # headroom on top for the failure markers
+            ax.set_ylim(values.min() / 1.5, values.max() * 4.0)
+        log_axis(ax, "x")
+        log_axis(ax, "y")
+        ax.grid(True, which="both", alpha=0.25)
+    handles = [
+        Line2D([], [], color=styles[s][0], linestyle=styles[s][1], marker="o", ms=3.5, label=s)
+        for s in order
+    ]
+    handles += [
+        Line2D([], [], color="grey", marker="x", ls="", label="out of time or memory"),
+        Line2D([], [], color="grey", marker="o", ls="", mfc="none", label="n/a or error"),
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small", frameon=False)
+    return fig
+
+
+# --- tables ----------------------------------------------------------------------------------
+_REASONS = {
+    "oom": "out of memory",
+    "timeout": "out of time",
+    "beyond": "not run",
+    "error": "error",
+    "n/a": "n/a",
+}
+
+
+def _fmt_slope(s: Slope | None) -> str:
+    if s is None:
+        return "—"
+    spread = "" if math.isnan(s.stderr) else f" ± {s.stderr:.2f}"
+    return f"{s.slope:.2f}{spread} ({s.n})"
+
+
+def _size(n: float) -> str:
+    return f"{n:,.0f}" if n < 1e5 else f"{n:.2e}"
+
+
+def _not_ok_text(bad: pd.DataFrame) -> str:
+    """The sizes that did not finish ok and why; consecutive sizes not run are one entry."""
+    parts: list[str] = []
+    for r in bad.itertuples(index=False):
+        if r.outcome == "beyond" and parts and parts[-1].endswith("not run"):
+            continue
+        text = f"{_size(r.size)}: {_REASONS[r.outcome]}"
+        if r.outcome in ("error", "n/a"):
+            text += f" ({one_line(r.error, 90)})"
+        elif r.outcome == "beyond":
+            text = f"≥ {_size(r.size)}: not run"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def slope_rows(points: pd.DataFrame, axis: str) -> list[dict[str, object]]:
+    """Per series of an axis: time and memory slopes, the largest size reached, where it stopped."""
+    sub = points[points["axis"] == axis]
+    out = []
+    for series in series_order(sub):
+        s = sub[sub["series"] == series].sort_values("size")
+        good = s[s["outcome"] == "ok"]
+        mem = good[good["mem_mb"] >= MEM_FIT_MB]
+        bad = s[s["outcome"] != "ok"]
+        out.append(
+            {
+                "series": series,
+                "time": fit_slope(good["size"], good["hg_time_s"]),
+                "memory": fit_slope(mem["size"], mem["mem_mb"]),
+                "reached": good["size"].max() if len(good) else math.nan,
+                "stopped": _not_ok_text(bad),
+            }
+        )
+    return out
+
+
+def slope_table(points: pd.DataFrame, axis: str) -> str:
+    rows = [
+        [
+            r["series"],
+            _fmt_slope(r["time"]),
+            _fmt_slope(r["memory"]),
+            "—" if not np.isfinite(r["reached"]) else _size(r["reached"]),
+            r["stopped"] or "",
+        ]
+        for r in slope_rows(points, axis)
+    ]
+    header = [
+        "series",
+        "time slope (points)",
+        "memory slope (points)",
+        "largest size ok",
+        "first size not ok",
+    ]
+    return markdown_table(header, rows, [False, True, True, True, False])
+
+
+def count_table(points: pd.DataFrame, axis: str) -> tuple[str, int]:
+    """Measured TSE beside the operation count at every ok size; (table, how many flagged)."""
+    sub = points[(points["axis"] == axis) & (points["outcome"] == "ok")]
+    rows, flagged = [], 0
+    for series in series_order(sub):
+        for r in sub[sub["series"] == series].sort_values("size").itertuples(index=False):
+            if not (isinstance(r.count_tse, float) and np.isfinite(r.count_tse)):
+                continue
+            ratio = r.hg_tse / r.count_tse if r.count_tse > 0 else math.nan
+            off = not (1 / FLAG_RATIO <= ratio <= FLAG_RATIO)
+            flagged += off
+            mark = " ⚠ >2×" if off else ""
+            rows.append([series, _size(r.size), f"{r.hg_tse:.3g}", f"{r.count_tse:.3g}",
+                         f"{ratio:.2f}{mark}", r.formula or ""])  # fmt: skip
+    header = ["series", "size", "measured TSE", "count TSE", "measured / count", "count"]
+    return markdown_table(header, rows, [False, True, True, True, True, False]), flagged
+
+
+# --- report.md -------------------------------------------------------------------------------
+def _header(rows: pd.DataFrame, points: pd.DataFrame) -> list[str]:
+    env = next((e for e in rows["env"] if isinstance(e, dict)), {})
+    extra = next((e for e in rows["extra"] if isinstance(e, dict) and "limit_s" in e), {})
+    cpu = next(
+        (e.get("cpu_model") for e in rows["extra"] if isinstance(e, dict) and e.get("cpu_model")),
+        env.get("device_name"),
+    )
+    outcomes = rows["status"].value_counts().to_dict()
+    loads = points["load"].dropna() if "load" in points else pd.Series(dtype=float)
+    load = (
+        f"{loads.min():.1f}–{loads.max():.1f} (median {loads.median():.1f})" if len(loads) else "?"
+    )
+    threads = env.get("cpu_threads")
+    noisy = int(rows["noisy"].map(lambda v: v is True).sum())
+    timed = pd.to_numeric(rows["time_s"], errors="coerce").sum()
+    mem_limit = extra.get("mem_limit_mb")
+    return [
+        "# How each method's cost grows",
+        "",
+        f"{len(rows)} cells on {rows['device'].iloc[0]} ({cpu}, {threads} threads on the machine; "
+        f"each cell on 1 thread unless stated), {rows['dtype'].iloc[0]}, torch {env.get('torch')}, "
+        f"git {env.get('git_sha')}. Outcomes: "
+        + ", ".join(f"{v} {k}" for k, v in outcomes.items())
+        + f". Limits: {extra.get('limit_s', '?')} s per hypergradient, "
+        + (f"{mem_limit:g} MB of memory per cell" if mem_limit else "no memory limit")
+        + f". Load average (1 min) at the cells' starts: {load}; {noisy} cells flagged noisy "
+        f"(their calibration step drifted > 25%). Timed seconds in all: {timed:.0f}.",
+        "",
+        "Each cell runs in a fresh worker process. **Time** is seconds per hypergradient: the "
+        "median of up to 3 warm calls, or the first (cold) call alone where it took 2 s or more; "
+        "TSE divides it by one `fixed` training step of the same model (batch 100). **Memory** is "
+        "the peak resident set size of the worker during its first call minus its RSS just "
+        "before it (free heap returned to the kernel and the kernel's high-water mark reset "
+        "first): what the hypergradient itself touched, data and weights excluded; on a GPU, "
+        "`max_memory_allocated` over that call minus what was allocated before it. No exact "
+        "reference is computed (`hg_cos` is null): this sweep measures cost, not fidelity. "
+        "The state is the task's initial hparams after 5 SGD steps (the reversal methods: their "
+        "own initial schedules at the initial weights).",
+        "",
+        "Slopes are least-squares fits of log time (or log memory) on log size over the sizes "
+        f"that finished ok (memory: those of at least {MEM_FIT_MB:g} MB; below, the page-granular "
+        "RSS increase is noise), ± their standard error, (number of points). A cross on the top "
+        "edge of a panel is a size that ran out of time or memory (or was not run because a "
+        "smaller size of the series already had); a hollow circle, one the method does not "
+        "apply to or failed on with an error.",
+        "",
+    ]
+
+
+def summary_table(points: pd.DataFrame) -> str:
+    """Every series × axis: time and memory slopes side by side (the closing note's table)."""
+    axes = [a for a in AXES if a in set(points["axis"])]
+    cells: dict[str, dict[str, str]] = {}
+    for axis in axes:
+        for r in slope_rows(points, axis):
+            t, m = r["time"], r["memory"]
+            text = f"{t.slope:.2f}" if t else "—"
+            text += f" / {m.slope:.2f}" if m else " / —"
+            cells.setdefault(r["series"], {})[axis] = text
+    order = series_order(points)
+    rows = [[s] + [cells.get(s, {}).get(a, "") for a in axes] for s in order if s in cells]
+    return markdown_table(["series"] + [f"{a}: time / memory" for a in axes], rows)
+
+
+def write_scaling_report(out_dir: Path | str) -> Path:
+    """report.md and figures/scaling_<axis>.png from `out_dir/results.jsonl`."""
+    out = Path(out_dir)
+    rows = load_rows(out)
+    rows = rows[rows["suite"] == "scaling"].reset_index(drop=True)
+    points = scaling_points(rows)
+    lines = _header(rows, points) if len(rows) else ["# How each method's cost grows", ""]
+    if points.empty:
+        lines.append("No scaling rows yet.")
+    else:
+        lines += ["## Slopes (time / memory against each swept size, log-log)", ""]
+        lines += [summary_table(points), ""]
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    for axis in AXES:
+        if points.empty or axis not in set(points["axis"]):
+            continue
+        fig = scaling_figure(points, axis)
+        name = f"{FIGURES_DIR}/scaling_{axis}.png"
+        fig.savefig(out / name, dpi=110)
+        fig.clear()
+        table, flagged = count_table(points, axis)
+        lines += [
+            f"## {AXIS_X[axis][0].upper()}{AXIS_X[axis][1:]}",
+            "",
+            f"![time and memory against {axis}]({name})",
+            "",
+            slope_table(points, axis),
+            "",
+            f"Measured cost beside the operation count ({flagged} off by more than "
+            f"{FLAG_RATIO:g}× either way, marked ⚠; units in `hgbench/scaling/counts.py`):",
+            "",
+            "<details><summary>measured TSE vs operation count</summary>",
+            "",
+            table,
+            "",
+            "</details>",
+            "",
+        ]
+    path = out / REPORT_FILE
+    path.write_text("\n".join(lines) + "\n")
+    return path
