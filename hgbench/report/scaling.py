@@ -21,10 +21,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from hgbench.report.configs import ordered_methods
+from hgbench.report.configs import method_family, ordered_methods
 from hgbench.report.load import load_rows
 from hgbench.report.markdown import markdown_table, one_line
-from hgbench.report.style import figure, log_axis, method_colors
+from hgbench.report.style import MARKERS, figure, log_axis, method_colors
 from hgbench.schema import Status
 
 REPORT_FILE = "report.md"
@@ -41,6 +41,12 @@ AXIS_X = {
     "block": "block size M (points per bound; 64-100-100-10 MLP)",
 }
 LINESTYLES = ("-", "--", ":", "-.")
+UNITS_TEXT = (
+    "Counts are in TSE, from units timed on the same model outside the method's clock: f a "
+    "full-batch training gradient, g a validation gradient, b a full-batch gradient kept as a "
+    "graph, h one product through it (a Hessian-vector or mixed product), j one forward-over-"
+    "reverse HVP (torch.func), bm and hm b and h on one minibatch (hgbench/scaling/counts.py)."
+)
 
 
 def scaling_points(rows: pd.DataFrame) -> pd.DataFrame:
@@ -113,15 +119,22 @@ def fit_slope(x: Sequence[float], y: Sequence[float]) -> Slope | None:
     return Slope(float(coef[0]), stderr, n)
 
 
-def _series_styles(points: pd.DataFrame) -> dict[str, tuple[tuple[float, ...], str]]:
-    """(colour, linestyle) per series: the method's colour, a linestyle per series of a method."""
+def _series_styles(points: pd.DataFrame) -> dict[str, tuple[tuple[float, ...], str, str]]:
+    """(colour, linestyle, marker) per series: the method's colour, a linestyle per series of a
+    method, a marker per series of a family (shades of one hue alone are hard to tell apart)."""
     methods = ordered_methods(points["method"].unique())
     colors = method_colors(methods)
-    styles, used = {}, {}
-    for series, method in points[["series", "method"]].drop_duplicates().itertuples(index=False):
+    styles, used, in_family = {}, {}, {}
+    for series in series_order(points):
+        method = points.loc[points["series"] == series, "method"].iloc[0]
         k = used.get(method, 0)
-        styles[series] = (colors.get(method, (0.5, 0.5, 0.5)), LINESTYLES[k % len(LINESTYLES)])
-        used[method] = k + 1
+        j = in_family.get(method_family(method), 0)
+        styles[series] = (
+            colors.get(method, (0.5, 0.5, 0.5)),
+            LINESTYLES[k % len(LINESTYLES)],
+            MARKERS[j % len(MARKERS)],
+        )
+        used[method], in_family[method_family(method)] = k + 1, j + 1
     return styles
 
 
@@ -133,61 +146,81 @@ def series_order(points: pd.DataFrame) -> list[str]:
 
 
 def _panel(ax: Axes, points: pd.DataFrame, metric: str, styles, order) -> None:
-    """One metric against size; failures on the top edge (axes coordinates)."""
+    """One metric against size; failures on the top edge (axes coordinates), each series a
+    little lower than the one before so that markers at one size do not hide each other."""
     top = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    failing = 0
     for series in order:
         s = points[points["series"] == series]
-        color, ls = styles[series]
+        color, ls, marker = styles[series]
         good = s[s["outcome"] == "ok"]
         y = good[metric].to_numpy(float)
         if metric == "mem_mb":
             y = np.maximum(y, MEM_FLOOR_MB)
-        ax.plot(good["size"], y, color=color, linestyle=ls, marker="o", markersize=3.5, lw=1.2)
+        ax.plot(good["size"], y, color=color, linestyle=ls, marker=marker, markersize=4, lw=1.2,
+                label=series)  # fmt: skip
         cost = s[s["outcome"].isin(COST_FAILURES)]
-        ax.scatter(cost["size"], np.full(len(cost), 0.97), transform=top, marker="x", s=36,
-                   color=color, clip_on=False, zorder=3)  # fmt: skip
         other = s[s["outcome"].isin(("error", "n/a"))]
-        ax.scatter(other["size"], np.full(len(other), 0.93), transform=top, marker="o", s=22,
+        if cost.empty and other.empty:
+            continue
+        height = 0.97 - 0.035 * failing
+        failing += 1
+        ax.scatter(cost["size"], np.full(len(cost), height), transform=top, marker="x", s=36,
+                   color=color, clip_on=False, zorder=3)  # fmt: skip
+        ax.scatter(other["size"], np.full(len(other), height), transform=top, marker="o", s=22,
                    facecolors="none", edgecolors=[color], clip_on=False, zorder=3)  # fmt: skip
 
 
 def scaling_figure(points: pd.DataFrame, axis: str) -> Figure:
-    """Time (s) and memory (MB) per hypergradient against the axis's size, log-log."""
+    """Time (s) and memory (MB) per hypergradient against the axis's size, log-log: one row of
+    panels per method family (small multiples: one family's shades stay apart), same x."""
     sub = points[points["axis"] == axis]
-    fig = figure(2, height=4.6, width=5.0)
-    ax_t, ax_m = fig.subplots(1, 2)
+    families = list(dict.fromkeys(method_family(m) for m in ordered_methods(sub["method"])))
+    fig = figure(2, nrows=max(len(families), 1), height=3.3, width=5.0)
+    grid = fig.subplots(max(len(families), 1), 2, squeeze=False, sharex=True)
     if sub.empty:
-        for ax in (ax_t, ax_m):
+        for ax in grid.flat:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
         return fig
     styles, order = _series_styles(sub), series_order(sub)
-    for ax, metric, label in (
-        (ax_t, "hg_time_s", "seconds per hypergradient"),
-        (ax_m, "mem_mb", "peak memory increase per hypergradient (MB)"),
-    ):
-        _panel(ax, sub, metric, styles, order)
+    sizes = sub["size"].to_numpy(float)
+    for (ax_t, ax_m), family in zip(grid, families, strict=True):
+        rows = sub[[method_family(m) == family for m in sub["method"]]]
+        mine = [s for s in order if s in set(rows["series"])]
+        for ax, metric, label in (
+            (ax_t, "hg_time_s", "seconds per hypergradient"),
+            (ax_m, "mem_mb", "peak memory increase (MB)"),
+        ):
+            _panel(ax, rows, metric, styles, mine)
+            ax.set_ylabel(label)
+            ax.set_xlim(sizes.min() / 1.6, sizes.max() * 1.6)
+            values = rows.loc[rows["outcome"] == "ok", metric].to_numpy(float)
+            values = values[np.isfinite(values)]
+            if metric == "mem_mb":
+                values = np.maximum(values, MEM_FLOOR_MB)
+            if values.size:  # headroom on top for the failure markers
+                ax.set_ylim(values.min() / 1.5, values.max() * 6.0)
+            log_axis(ax, "x")
+            log_axis(ax, "y")
+            ax.grid(True, which="both", alpha=0.25)
+        ax_t.set_title(f"{family.value}: time", fontsize="medium", loc="left")
+        ax_m.set_title(f"{family.value}: memory", fontsize="medium", loc="left")
+        handles = [
+            Line2D(
+                [], [], color=styles[s][0], linestyle=styles[s][1], marker="o", ms=3.5, label=s
+            )  # fmt: skip
+            for s in mine
+        ]
+        ax_m.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                    fontsize="small", frameon=False)  # fmt: skip
+    for ax in grid[-1]:
         ax.set_xlabel(AXIS_X.get(axis, axis))
-        ax.set_ylabel(label)
-        sizes = sub["size"].to_numpy(float)
-        ax.set_xlim(sizes.min() / 1.6, sizes.max() * 1.6)
-        values = sub.loc[sub["outcome"] == "ok", metric].to_numpy(float)
-        values = values[np.isfinite(values)]
-        if metric == "mem_mb":
-            values = np.maximum(values, MEM_FLOOR_MB)
-        if values.size:  # headroom on top for the failure markers
-            ax.set_ylim(values.min() / 1.5, values.max() * 4.0)
-        log_axis(ax, "x")
-        log_axis(ax, "y")
-        ax.grid(True, which="both", alpha=0.25)
-    handles = [
-        Line2D([], [], color=styles[s][0], linestyle=styles[s][1], marker="o", ms=3.5, label=s)
-        for s in order
-    ]
-    handles += [
-        Line2D([], [], color="grey", marker="x", ls="", label="out of time or memory"),
+    marks = [
+        Line2D([], [], color="grey", marker="x", ls="", label="out of time or memory (or past)"),
         Line2D([], [], color="grey", marker="o", ls="", mfc="none", label="n/a or error"),
     ]
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small", frameon=False)
+    fig.legend(handles=marks, loc="outside lower center", ncols=2, fontsize="small",
+               frameon=False)  # fmt: skip
     return fig
 
 
@@ -301,14 +334,15 @@ def _header(rows: pd.DataFrame, points: pd.DataFrame) -> list[str]:
         f"{loads.min():.1f}–{loads.max():.1f} (median {loads.median():.1f})" if len(loads) else "?"
     )
     threads = env.get("cpu_threads")
+    per_cell = extra.get("threads", 1)
     noisy = int(rows["noisy"].map(lambda v: v is True).sum())
     timed = pd.to_numeric(rows["time_s"], errors="coerce").sum()
     mem_limit = extra.get("mem_limit_mb")
     return [
         "# How each method's cost grows",
         "",
-        f"{len(rows)} cells on {rows['device'].iloc[0]} ({cpu}, {threads} threads on the machine; "
-        f"each cell on 1 thread unless stated), {rows['dtype'].iloc[0]}, torch {env.get('torch')}, "
+        f"{len(rows)} cells on {rows['device'].iloc[0]} ({cpu}, {threads} threads on the machine, "
+        f"{per_cell} per cell), {rows['dtype'].iloc[0]}, torch {env.get('torch')}, "
         f"git {env.get('git_sha')}. Outcomes: "
         + ", ".join(f"{v} {k}" for k, v in outcomes.items())
         + f". Limits: {extra.get('limit_s', '?')} s per hypergradient, "
@@ -381,7 +415,7 @@ def write_scaling_report(out_dir: Path | str) -> Path:
             slope_table(points, axis),
             "",
             f"Measured cost beside the operation count ({flagged} off by more than "
-            f"{FLAG_RATIO:g}× either way, marked ⚠; units in `hgbench/scaling/counts.py`):",
+            f"{FLAG_RATIO:g}× either way, marked ⚠). {UNITS_TEXT}",
             "",
             "<details><summary>measured TSE vs operation count</summary>",
             "",

@@ -176,6 +176,7 @@ class Sweeper:
                 "n_hparams": point.detail.get("n_hparams"),
                 "limit_s": o.limit_s,
                 "mem_limit_mb": o.mem_limit_mb,
+                "threads": o.threads,
                 "cpu_model": self.cpu,
             },
         }
