@@ -115,8 +115,9 @@ class ScalingMLPTask(DigitsTask):
 register_task(
     ScalingMLPTask(
         name="scaling_mlp",
-        description="digits 8×8, MLP 64-1000-1000-10 (tanh, 1.08 M weights), weight decay at a "
-        "granularity (global, tensor, unit, param): the scaling sweep's model",
+        description="digits 8×8 (500 training images), MLP 64-1000-1000-10 (tanh, 1.08 M "
+        "weights), weight decay at a granularity (global, tensor, unit, param): the scaling "
+        "sweep's model",
         hidden=(1000, 1000),
         n_train=500,  # full-batch products cost 5 training steps of 100, not 10
         n_val=300,
