@@ -315,7 +315,7 @@ def fit_laplace(
     scalar = {t for t in wrt if hparams[WD_PREFIX + t].numel() == 1}
     acc = _accumulator(structure, shapes, len(masks), scalar)
     step = n if structure == Structure.KERNEL else chunk_size
-    # diag and kron sum over factor columns: they take one column at a time (less memory)
+    # diag and kron are sums over factor columns: they take them a group at a time (memory)
     streams = structure in (Structure.DIAG, Structure.KRON)
     outs = []
     for start in range(0, n, step):

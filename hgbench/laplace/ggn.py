@@ -34,6 +34,7 @@ from hgbench.laplace.logdet import (
     diagonal_logdet,
     identity_plus_gram_logdet,
     logdet_spd,
+    plus_identity,
     scaled_gram_logdet,
 )
 
@@ -85,8 +86,7 @@ class KernelCurvature:
             term = white @ white.T
             kernel = term if kernel is None else kernel + term
         assert kernel is not None, "empty kernel"
-        eye = torch.eye(kernel.shape[0], dtype=kernel.dtype, device=kernel.device)
-        return logdet_spd(eye + kernel)
+        return logdet_spd(plus_identity(kernel))
 
 
 @dataclass
@@ -151,8 +151,7 @@ class FullCurvature:
                     self.grams[k] = part @ part.T
                     start += shape.numel()
             kernel = sum(g / delta[k].reshape(()) for k, g in self.grams.items())
-            eye = torch.eye(self.n_rows, dtype=flat_delta.dtype, device=flat_delta.device)
-            return logdet_spd(eye + kernel)
+            return logdet_spd(plus_identity(kernel))
         if form == "rows":
             white = torch.cat(self.rows) * flat_delta.rsqrt()
             return identity_plus_gram_logdet(white, side="rows")

@@ -15,13 +15,13 @@ from torch import Tensor
 def logdet_spd(a: Tensor) -> Tensor:
     """log det of symmetric positive-definite matrices (..., n, n) via Cholesky: 2 Σ log diag L.
 
-    Its gradient is A⁻¹ from the same factor (`cholesky_inverse`, about n³ flops): a third of
+    Only the lower triangle is read (a matrix built symmetric may differ above it by rounding).
+    The gradient is A⁻¹ from the same factor (`cholesky_inverse`, about n³ flops): a third of
     what autograd's Cholesky backward costs (two triangular solves against full matrices and
     their products), the dominant cost of a full-GGN step. Falls back to the eigenvalues
     (clamped at the dtype's tiny) where Cholesky fails, which for the ⪰ I matrices built here
-    happens only when rounding has broken symmetry in float32.
+    happens only at float32 rounding's edge.
     """
-    a = 0.5 * (a + a.mT)
     chol, info = torch.linalg.cholesky_ex(a.detach())
     if bool((info == 0).all()):
         return _CholeskyLogdet.apply(a, chol)
@@ -43,6 +43,13 @@ class _CholeskyLogdet(torch.autograd.Function):
         return grad[..., None, None] * torch.cholesky_inverse(chol), None
 
 
+def plus_identity(a: Tensor) -> Tensor:
+    """a + I in place on a fresh matrix (an n × n product no backward pass needs): no second
+    n × n buffer, which for the full GGN's P × P matrices is tens of MB."""
+    a.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    return a
+
+
 def identity_plus_gram_logdet(x: Tensor, side: str = "auto") -> Tensor:
     """log det(I + x xᵀ) = log det(I + xᵀ x) for x (..., r, p) (Sylvester's identity).
 
@@ -54,21 +61,17 @@ def identity_plus_gram_logdet(x: Tensor, side: str = "auto") -> Tensor:
         side = "rows" if r <= p else "cols"
     if side == "rows":
         gram = x @ x.mT
-        n = r
     elif side == "cols":
         gram = x.mT @ x
-        n = p
     else:
         raise ValueError(f"side must be 'rows', 'cols' or 'auto', got {side!r}")
-    eye = torch.eye(n, dtype=x.dtype, device=x.device)
-    return logdet_spd(eye + gram)
+    return logdet_spd(plus_identity(gram))
 
 
 def scaled_gram_logdet(gram: Tensor, delta: Tensor) -> Tensor:
     """log det(diag(δ) + G) − Σ log δ = log det(I + D^{-1/2} G D^{-1/2}), for G (n, n), δ (n,)."""
     s = delta.rsqrt()
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    return logdet_spd(eye + s[:, None] * gram * s[None, :])
+    return logdet_spd(plus_identity(s[:, None] * gram * s[None, :]))
 
 
 def diagonal_logdet(diag: Tensor, delta: Tensor) -> Tensor:
