@@ -55,14 +55,30 @@ def neumann(terms: int, alpha: float, report_residual: bool = True) -> Solver:
     return solve
 
 
-def cg(iterations: int, tol: float = 0.0, report_residual: bool = True) -> Solver:
+def cg(
+    iterations: int,
+    tol: float = 0.0,
+    report_residual: bool = True,
+    damping: float = 0.0,
+) -> Solver:
     """Conjugate gradient from x = 0: at most `iterations` matvecs, or until residual < tol.
 
     With `report_residual` the true residual is computed with one more matvec (the recursive one
     drifts in finite precision); without, the recursive residual is reported for free.
+
+    CG assumes A ≻ 0. A training-loss Hessian away from the inner optimum (in a joint loop) can
+    be indefinite or nearly singular; there a step rᵀr / pᵀAp divides by a curvature near or
+    below zero and the iterate grows without bound. `damping` λ > 0 solves (A + λI) x = b
+    instead (Levenberg-Marquardt / Tikhonov damping; iMAML's proximal term): eigenvalues of A
+    above −λ become positive, and along directions of curvature ≥ 0 the gain is at most 1/λ. The
+    residual reported is then the damped system's. The default λ = 0 is plain CG.
     """
+    if damping < 0 or damping != damping:
+        raise ValueError("damping must be >= 0")
 
     def solve(matvec: MatVec, b: Tensor) -> Solution:
+        if damping:
+            matvec = _damped(matvec, damping)
         x = torch.zeros_like(b)
         r = b.clone()
         p = r.clone()
@@ -82,6 +98,15 @@ def cg(iterations: int, tol: float = 0.0, report_residual: bool = True) -> Solve
         return Solution(x, res, k)
 
     return solve
+
+
+def _damped(matvec: MatVec, damping: float) -> MatVec:
+    """v ↦ (A + λI) v."""
+
+    def damped(v: Tensor) -> Tensor:
+        return matvec(v) + damping * v
+
+    return damped
 
 
 def dense_matrix(matvec: MatVec, n: int, like: Tensor) -> Tensor:

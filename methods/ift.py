@@ -182,10 +182,16 @@ class IFTIdentity(_Implicit):
 @register_method("ift_cg")
 @dataclass
 class IFTCG(_Implicit):
-    """Implicit differentiation with conjugate gradient for the inverse-Hessian-vector product."""
+    """Implicit differentiation with conjugate gradient for the inverse-Hessian-vector product.
+
+    `damping` λ > 0 solves (H + λI) v = ∂L_V/∂w (hgbench.linalg.cg): the joint loop's H is taken
+    away from the inner optimum and can be indefinite or nearly singular, where plain CG's
+    iterate grows without bound. λ = 0 (the default) is plain CG, the paper's solver.
+    """
 
     iterations: int = 20
     tol: float = 1e-10
+    damping: float = 0.0
 
     exact_settings = {"iterations": 5000, "tol": 1e-13}
 
@@ -195,10 +201,12 @@ class IFTCG(_Implicit):
         super().__post_init__()
         if self.iterations < 1:
             raise ValueError("iterations must be >= 1")
+        if not self.damping >= 0:
+            raise ValueError("damping must be >= 0")
 
     def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
         # CG reports its recursive residual for free when the true one is not asked for
-        return cg(self.iterations, self.tol, report_residual)
+        return cg(self.iterations, self.tol, report_residual, self.damping)
 
 
 @register_method("ift_exact")

@@ -85,8 +85,11 @@ def load_cifar10(data_dir: str | Path, download: bool = True) -> CifarArrays:
 
 
 def find_layout(root: Path) -> tuple[Layout, Path] | None:
+    """Which layout `root` holds, and where. A batches folder holding only some of the batch
+    files (or a folder in place of one) is still that layout: reading it then names what is
+    missing or broken, rather than a download being tried over it."""
     for candidate in (root / PICKLE_DIRNAME, root):
-        if all((candidate / name).is_file() for name in PICKLE_FILES):
+        if any((candidate / name).exists() for name in PICKLE_FILES):
             return Layout.PICKLE, candidate
     if (root / "train").is_dir() and (root / "test").is_dir():
         return Layout.FOLDER, root

@@ -195,6 +195,23 @@ def test_pickle_meta_with_wrong_label_names_is_a_clean_error(tmp_path: Path, nam
         load_cifar10(tmp_path, download=False)
 
 
+@pytest.mark.parametrize("how", ["missing", "directory"])
+def test_incomplete_batches_folder_names_the_file_and_downloads_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    def download(root: str, train: bool, download: bool) -> None:
+        raise AssertionError("no download over a batches folder")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", download)
+    folder = write_fake_cifar_pickles(tmp_path, n_train_per_batch=2, n_test=2, seed=0)
+    (folder / "data_batch_4").unlink()
+    if how == "directory":
+        (folder / "data_batch_4").mkdir()
+    with pytest.raises(DataUnavailableError, match="data_batch_4") as info:
+        load_cifar10(tmp_path)
+    assert "\n" not in str(info.value)
+
+
 def test_truncated_pickle_is_a_clean_error(tmp_path: Path) -> None:
     folder = write_fake_cifar_pickles(tmp_path, n_train_per_batch=2, n_test=2, seed=0)
     raw = (folder / "test_batch").read_bytes()

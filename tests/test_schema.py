@@ -78,5 +78,10 @@ def test_reader_skips_and_counts_damaged_lines(tmp_path: Path) -> None:
     assert read.rows == good[:2]
     assert read.torn_tail
     assert read.n_skipped == 5
-    assert read.skipped == {"not UTF-8": 1, "not a JSON object": 1, "not JSON": 2, "missing cell": 1}
+    assert read.skipped == {
+        "not UTF-8": 1,
+        "not a JSON object": 1,
+        "not JSON": 2,
+        "missing cell": 1,
+    }
     assert "5 damaged lines skipped" in read.summary()
