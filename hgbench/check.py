@@ -12,13 +12,20 @@ from collections import Counter
 from pathlib import Path
 
 from hgbench.errors import UsageError
-from hgbench.schema import RESULTS_FILE, ResultsFileError, Status, is_final, read_results
+from hgbench.schema import (
+    RESULTS_FILE,
+    ResultsFileError,
+    Status,
+    is_final,
+    read_results,
+    results_path,
+)
 from hgbench.store import LOCK_FILE, DirectoryLock
 
 
 def findings(out_dir: Path) -> list[str]:
     """Everything worth knowing that is wrong with `out_dir`'s results."""
-    path = out_dir / RESULTS_FILE
+    path = results_path(out_dir)
     try:
         read = read_results(path)
     except ResultsFileError as exc:
@@ -77,7 +84,7 @@ def findings(out_dir: Path) -> list[str]:
 
 def check_directory(out_dir: Path) -> int:
     out_dir = Path(out_dir)
-    path = out_dir / RESULTS_FILE
+    path = results_path(out_dir)
     if not path.exists() and not path.is_symlink():
         raise UsageError(f"no {RESULTS_FILE} in {out_dir}")
     found = findings(out_dir)

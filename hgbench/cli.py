@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from hgbench.errors import UsageError
-from hgbench.schema import RESULTS_FILE, Mode, ResultsFileError
+from hgbench.schema import RESULTS_FILE, Mode, ResultsFileError, read_results, results_path
 
 DEFAULT_OUT = Path("runs")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -355,12 +355,12 @@ def _report(out: Path, export: str | None = None) -> Path:
 def _report_command(args: argparse.Namespace) -> int:
     from hgbench.store import ResultStore
 
-    store = ResultStore(args.dir)
+    path = results_path(args.dir)  # an archived reference run ships results.jsonl.gz
     try:
-        read = store.read()
+        read = ResultStore(args.dir).read() if path.name == RESULTS_FILE else read_results(path)
     except ResultsFileError as exc:
         raise UsageError(str(exc)) from None
-    if not store.path.exists():
+    if not path.exists():
         raise UsageError(f"no {RESULTS_FILE} in {args.dir}")
     _writable_dir(args.dir, "report")
     if args.export is not None:
@@ -368,7 +368,7 @@ def _report_command(args: argparse.Namespace) -> int:
 
         check_format(args.export)  # before the report is written: parquet needs pyarrow
     if read.n_skipped:
-        print(f"warning: {store.path}: {read.summary()}", file=sys.stderr)
+        print(f"warning: {path}: {read.summary()}", file=sys.stderr)
     print(f"report: {_report(args.dir, args.export)}")
     return 0
 

@@ -8,6 +8,7 @@ failing, so every reader agrees on which rows exist.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,6 +17,18 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "results.jsonl"
+# A finished run may ship its rows gzipped (the committed reference reports do: JSON lines
+# compress about 10×). Readers take it where the plain file is absent; writers never append to it.
+ARCHIVED_RESULTS_FILE = RESULTS_FILE + ".gz"
+
+
+def results_path(out_dir: Path | str) -> Path:
+    """The results file a reader of `out_dir` uses: the plain file, else its gzipped archive."""
+    plain = Path(out_dir) / RESULTS_FILE
+    archived = Path(out_dir) / ARCHIVED_RESULTS_FILE
+    if not plain.exists() and not plain.is_symlink() and archived.is_file():
+        return archived
+    return plain
 
 
 class StrEnum(str, Enum):
@@ -209,8 +222,12 @@ def read_results(path: Path | str) -> ReadResult:
         raise ResultsFileError(f"{path} is not a file")
     try:
         data = path.read_bytes()
-    except OSError as exc:
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+    except OSError as exc:  # gzip.BadGzipFile is an OSError
         raise ResultsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except EOFError:
+        raise ResultsFileError(f"cannot read {path}: the gzip stream is truncated") from None
     result.torn_tail = bool(data) and not data.endswith(b"\n")
     for raw in data.split(b"\n"):
         if not raw.strip():

@@ -85,3 +85,31 @@ def test_reader_skips_and_counts_damaged_lines(tmp_path: Path) -> None:
         "missing cell": 1,
     }
     assert "5 damaged lines skipped" in read.summary()
+
+
+def test_an_archived_run_is_read_by_report_and_check(cli, tmp_path: Path) -> None:
+    """A finished run may ship `results.jsonl.gz` (as the committed reference reports do): the
+    report and `check` read it where the plain file is absent, and the rows are the same."""
+    import gzip
+
+    from hgbench.schema import ARCHIVED_RESULTS_FILE, RESULTS_FILE, results_path
+
+    out = tmp_path / "out"
+    res = cli("run", "--tasks", "ridge", "--methods", "fixed,ift_cg", "--seeds", "0", "--set",
+              "task.epochs=2", "--out", out, "--no-report")  # fmt: skip
+    assert res.code == 0, res.err
+    plain = out / RESULTS_FILE
+    rows = read_results(plain).rows
+    (out / ARCHIVED_RESULTS_FILE).write_bytes(gzip.compress(plain.read_bytes()))
+    assert results_path(out) == plain  # the plain file wins while it exists
+    plain.unlink()
+    assert results_path(out) == out / ARCHIVED_RESULTS_FILE
+    assert read_results(results_path(out)).rows == rows
+    res = cli("report", out)
+    assert res.code == 0, res.err
+    assert f"{len(rows)} rows parsed" in (out / "report.md").read_text()
+    assert cli("check", out).code == 0
+    # a damaged archive is a one-line error, not a traceback
+    (out / ARCHIVED_RESULTS_FILE).write_bytes(gzip.compress(b"x" * 1000)[:20])
+    res = cli("report", out)
+    assert res.code == 2 and "truncated" in res.err and "Traceback" not in res.err

@@ -17,11 +17,11 @@ import pandas as pd
 from hgbench.schema import (
     COLUMNS,
     NUMERIC_COLUMNS,
-    RESULTS_FILE,
     Mode,
     Status,
     is_final,
     read_results,
+    results_path,
 )
 
 BASE_COLUMNS = tuple(c.name for c in COLUMNS if c.modes == (Mode.RUN, Mode.PROBE))
@@ -62,7 +62,8 @@ def select_attempts(rows: Sequence[dict[str, Any]]) -> tuple[list[int], dict[str
 
 
 def load_rows(out_dir: Path | str, *, completed_only: bool = True) -> pd.DataFrame:
-    """The rows of `out_dir/results.jsonl` that count (see `select_attempts`), in file order.
+    """The rows of `out_dir/results.jsonl` (or of its gzipped archive, see `results_path`) that
+    count (see `select_attempts`), in file order.
 
     Every schema column is present (missing values as None/NaN, metrics as float); `line` is the
     row's position among the parsed rows. `attrs` records what was read and what was dropped:
@@ -70,8 +71,8 @@ def load_rows(out_dir: Path | str, *, completed_only: bool = True) -> pd.DataFra
     the attempt counts of `select_attempts`. `completed_only=False` returns every parsed row.
     """
     path = Path(out_dir)
-    if path.is_dir() or path.suffix != ".jsonl":
-        path = path / RESULTS_FILE
+    if path.is_dir() or path.suffix not in (".jsonl", ".gz"):
+        path = results_path(path)
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}")
     read = read_results(path)

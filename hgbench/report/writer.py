@@ -96,10 +96,11 @@ def _noisy_lines(outcomes: pd.DataFrame) -> list[str]:
 
 def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) -> str:
     parsed = a.get("parsed_rows", len(rows))
+    source = Path(a.get("source", RESULTS_FILE)).name  # results.jsonl, or its .gz archive
     lines = [
         "# hgbench report",
         "",
-        f"- Source: `{out_dir}` ({RESULTS_FILE}: {parsed} rows parsed, {len(rows)} used; "
+        f"- Source: `{out_dir}` ({source}: {parsed} rows parsed, {len(rows)} used; "
         f"{parsed - len(rows)} from {a.get('interrupted_attempts', 0)} interrupted and "
         f"{a.get('superseded_attempts', 0)} superseded attempts ignored)",
         f"- Damaged lines: {a.get('skipped') or 'none skipped'}",
