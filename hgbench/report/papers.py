@@ -129,6 +129,17 @@ def setting(rows: pd.DataFrame, key: str) -> pd.Series:
     return rows["method_params"].map(lambda p: p.get(key))
 
 
+def labelled(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with a `label` column: the method, with its damping when it has one."""
+
+    def label(method: str, params: dict) -> str:
+        damping = params.get("damping") or 0.0
+        return f"{method} (damping {damping:g})" if damping else method
+
+    labels = [label(m, p) for m, p in zip(rows["method"], rows["method_params"], strict=True)]
+    return rows.assign(label=labels)
+
+
 def extra(rows: pd.DataFrame, key: str) -> pd.Series:
     return rows["extra"].map(lambda e: e.get(key) if isinstance(e, dict) else None)
 
