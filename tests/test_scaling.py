@@ -21,12 +21,16 @@ from hgbench.cli import main
 from hgbench.method import METHODS, Estimate, Method, Objective, register_method
 from hgbench.report.load import load_rows
 from hgbench.report.scaling import (
+    count_table,
+    deviation_reasons,
     fit_slope,
     scaling_figure,
     scaling_points,
     slope_rows,
+    summary_table,
     write_scaling_report,
 )
+from hgbench.scaling.cli import record_run
 from hgbench.scaling.run import Options, Sweeper
 from hgbench.scaling.sweep import (
     OWN_HPARAMS,
@@ -190,6 +194,37 @@ def test_slopes_fit_the_ok_points_and_a_failure_stops_the_series() -> None:
     assert summary["stopped"] == "10,000: out of time; ≥ 1.00e+05: not run"
 
 
+def test_deviations_beyond_twice_the_count_are_marked_and_explained() -> None:
+    def point(series, method, size, tse, count, step_s, noisy=False):
+        return {"axis": "hparams", "size": size, "series": series, "method": method,
+                "outcome": "ok", "hg_time_s": tse * step_s, "hg_tse": tse, "mem_mb": 10.0,
+                "count_tse": count, "formula": "x", "noisy": noisy, "step_s": step_s}  # fmt: skip
+
+    points = pd.DataFrame(
+        [
+            point("reversible_sgd", "reversible_sgd", 1, 40.0, 10.0, 0.05),  # 4×: known reason
+            point("reversible_sgd", "reversible_sgd", 10, 15.0, 10.0, 0.05),  # 1.5×: not marked
+            point("unroll", "unroll", 1, 30.0, 10.0, 1e-4),  # 3× on a tiny model
+            point("unroll", "unroll", 10, 11.0, 10.0, 0.05),
+            point("ift_cg", "ift_cg", 1, 25.0, 10.0, 0.05, noisy=True),  # 2.5×, busy machine
+            point("ift_cg", "ift_cg", 10, 31.0, 10.0, 0.05),  # 3.1×, nothing known
+        ]
+    )
+    table, flagged = count_table(points, "hparams")
+    assert flagged == 4 and table.count("⚠") == 4
+    lines = deviation_reasons(points, "hparams")
+    key = [line for line in lines if line.startswith("- ") and not line.startswith("- **")]
+    bullets = [line for line in lines if line.startswith("- **")]
+    assert len(bullets) == 3 and {k[2] for k in key} == {"S", "B", "?"}
+    cg, unroll, rev = bullets  # families in report order: implicit, unrolled, reversal
+    assert "reversible_sgd** at 1 (4.00×)" in rev and "int64" in rev and " 10 (" not in rev
+    assert "unroll** at 1 (3.00×, S)" in unroll
+    assert "ift_cg** at 1 (2.50×, B), 10 (3.10×, ?)" in cg
+    assert deviation_reasons(points.assign(count_tse=points["hg_tse"]), "hparams") == []
+    summary = summary_table(points.assign(count_tse=None))
+    assert "largest hparam count ok" in summary.splitlines()[0]
+
+
 def _failure_markers(fig) -> list[float]:
     """x positions of the cross markers (failed points) on the time panel."""
     ax = fig.axes[0]
@@ -245,8 +280,11 @@ def test_out_of_time_and_memory_are_failed_points_and_drawn(tmp_path, tiny_task)
     points = scaling_points(rows)
     fig = scaling_figure(points, "width")
     assert _failure_markers(fig) == [2.0, 2.0, 3.0, 3.0]  # both series, failed and not run
+    run = {"started": "2026-01-01 00:00:00 UTC", "wall_s": 12.3, "load_before": [1.0, 2.0, 3.0]}
+    record_run(tmp_path, {**run, "load_after": [2.0, 2.0, 3.0], "cpus": 2})
     report = write_scaling_report(tmp_path).read_text()
     assert "out of time" in report and "out of memory" in report
+    assert "12 s wall" in report and "1.00/2.00/3.00 before and 2.00/2.00/3.00 after" in report
     assert (tmp_path / "figures" / "scaling_width.png").exists()
     # resuming runs nothing again
     counts = Sweeper(ResultStore(tmp_path), options, log=open("/dev/null", "w")).run(sleepy)

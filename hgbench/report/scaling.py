@@ -10,6 +10,7 @@ circle there; the tables give the reason.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -24,10 +26,11 @@ from matplotlib.lines import Line2D
 from hgbench.report.configs import method_family, ordered_methods
 from hgbench.report.load import load_rows
 from hgbench.report.markdown import markdown_table, one_line
-from hgbench.report.style import MARKERS, figure, log_axis, method_colors
+from hgbench.report.style import MARKERS, figure, log_axis
 from hgbench.schema import Status
 
 REPORT_FILE = "report.md"
+RUNS_FILE = "runs.json"  # written by hgbench.scaling.cli: each sweep's wall time and load
 FIGURES_DIR = "figures"
 COST_FAILURES = ("oom", "timeout", "beyond")  # out of time or memory, or beyond such a size
 MEM_FLOOR_MB = 0.1  # increases below this are drawn at it (log axis); slopes fit >= MEM_FIT_MB
@@ -81,13 +84,14 @@ def scaling_points(rows: pd.DataFrame) -> pd.DataFrame:
                     "formula": extra.get("op_formula"),
                     "noisy": row.noisy,
                     "load": (extra.get("load_avg") or [math.nan])[0],
+                    "step_s": getattr(row, "step_time_s", None),
                     "n_hparams": extra.get("n_hparams"),
                     "n_params": extra.get("n_params"),
                 }
             )
     columns = ["axis", "size", "series", "method", "outcome", "hg_time_s", "mem_mb", "count_tse"]
     out = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=columns)
-    for col in ("hg_time_s", "hg_tse", "mem_mb", "count_tse", "load"):
+    for col in ("hg_time_s", "hg_tse", "mem_mb", "count_tse", "load", "step_s"):
         if col in out.columns:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
     return out.sort_values(["axis", "series", "size"], kind="stable").reset_index(drop=True)
@@ -120,21 +124,24 @@ def fit_slope(x: Sequence[float], y: Sequence[float]) -> Slope | None:
 
 
 def _series_styles(points: pd.DataFrame) -> dict[str, tuple[tuple[float, ...], str, str]]:
-    """(colour, linestyle, marker) per series: the method's colour, a linestyle per series of a
-    method, a marker per series of a family (shades of one hue alone are hard to tell apart)."""
-    methods = ordered_methods(points["method"].unique())
-    colors = method_colors(methods)
-    styles, used, in_family = {}, {}, {}
+    """(colour, linestyle, marker) per series. A figure has one row of panels per family, so
+    colours need only differ within a family: each method of a family gets its own colour of a
+    qualitative palette (shades of one hue, as elsewhere in hgbench, blur with nine implicit
+    methods in one panel), each series of a method its own linestyle, each series of a family
+    its own marker. Call it with every axis's points, so that a series looks alike in every
+    figure."""
+    palette = [tuple(c) for c in colormaps["tab10"].colors]  # type: ignore[attr-defined]
+    styles, used, in_family, colour = {}, {}, {}, {}
     for series in series_order(points):
         method = points.loc[points["series"] == series, "method"].iloc[0]
+        family = method_family(method)
+        if method not in colour:
+            colour[method] = palette[sum(method_family(m) == family for m in colour) % 10]
         k = used.get(method, 0)
-        j = in_family.get(method_family(method), 0)
-        styles[series] = (
-            colors.get(method, (0.5, 0.5, 0.5)),
-            LINESTYLES[k % len(LINESTYLES)],
-            MARKERS[j % len(MARKERS)],
-        )
-        used[method], in_family[method_family(method)] = k + 1, j + 1
+        j = in_family.get(family, 0)
+        line, marker = LINESTYLES[k % len(LINESTYLES)], MARKERS[j % len(MARKERS)]
+        styles[series] = (colour[method], line, marker)
+        used[method], in_family[family] = k + 1, j + 1
     return styles
 
 
@@ -182,7 +189,7 @@ def scaling_figure(points: pd.DataFrame, axis: str) -> Figure:
         for ax in grid.flat:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
         return fig
-    styles, order = _series_styles(sub), series_order(sub)
+    styles, order = _series_styles(points), series_order(sub)  # styles alike on every axis
     sizes = sub["size"].to_numpy(float)
     for (ax_t, ax_m), family in zip(grid, families, strict=True):
         rows = sub[[method_family(m) == family for m in sub["method"]]]
@@ -207,7 +214,14 @@ def scaling_figure(points: pd.DataFrame, axis: str) -> Figure:
         ax_m.set_title(f"{family.value}: memory", fontsize="medium", loc="left")
         handles = [
             Line2D(
-                [], [], color=styles[s][0], linestyle=styles[s][1], marker="o", ms=3.5, label=s
+                [],
+                [],
+                color=styles[s][0],
+                linestyle=styles[s][1],
+                marker=styles[s][2],
+                ms=4,
+                lw=1.2,
+                label=s,
             )  # fmt: skip
             for s in mine
         ]
@@ -269,6 +283,7 @@ def slope_rows(points: pd.DataFrame, axis: str) -> list[dict[str, object]]:
         good = s[s["outcome"] == "ok"]
         mem = good[good["mem_mb"] >= MEM_FIT_MB]
         bad = s[s["outcome"] != "ok"]
+        past = bad[bad["size"] > good["size"].max()] if len(good) else bad
         out.append(
             {
                 "series": series,
@@ -276,6 +291,9 @@ def slope_rows(points: pd.DataFrame, axis: str) -> list[dict[str, object]]:
                 "memory": fit_slope(mem["size"], mem["mem_mb"]),
                 "reached": good["size"].max() if len(good) else math.nan,
                 "stopped": _not_ok_text(bad),
+                "first_bad": (int(past["size"].iloc[0]), past["outcome"].iloc[0])
+                if len(past)
+                else None,
             }
         )
     return out
@@ -320,8 +338,118 @@ def count_table(points: pd.DataFrame, axis: str) -> tuple[str, int]:
     return markdown_table(header, rows, [False, True, True, True, True, False]), flagged
 
 
+# --- why a measured cost is off its count --------------------------------------------------
+SMALL_STEP_S = 2e-3  # a training step this short: fixed per-call costs dominate
+# Known reasons, by series label (then method), for a measured TSE above (`above`) or below
+# (`below`) its count by more than FLAG_RATIO.
+ABOVE = "above"
+BELOW = "below"
+_FUNC = (
+    "each step takes its minibatch gradient by torch.func.grad and the reverse pass its "
+    "product by torch.func.vjp of that gradient, which cost about 1.3× and 1.5× the units they "
+    "are counted as (plain autograd's gradient; bm + hm) on the 100-wide MLP, about 1.1× on the "
+    "1000-wide one (benchmarks/scaling_transforms.py): part of the gap on small models"
+)
+DEVIATION_NOTES: dict[str, dict[str, str]] = {
+    "reversible_sgd": {
+        ABOVE: "every step, both ways, also runs the fixed-point arithmetic of the exact "
+        "reversal (weights and velocity as int64, the rational momentum, the rANS information "
+        "buffer's push and pop: weight-sized int64 kernels; hgbench/reversible.py), which no "
+        "unit counts: the same loop from a stored float trajectory "
+        "(reversible_sgd(exact=False)) takes about half the time on the 1000-wide MLP; and "
+        + _FUNC,
+    },
+    "reversible_sgd(exact=False)": {
+        ABOVE: "the exact reversal's loop from a stored float trajectory (no int64 "
+        "arithmetic): " + _FUNC,
+    },
+    "drmad": {ABOVE: _FUNC},
+    "ift_exact": {
+        ABOVE: "it builds the dense P × P Hessian and solves it (O(P³) flops and P² memory): "
+        "the count's P products leave the assembly and the dense solve out",
+    },
+    "forward_mode": {
+        BELOW: "the n_h tangent columns go through one batched JVP per step (vmap), cheaper "
+        "than the count's n_h separate products j",
+    },
+    "hypergradient_descent": {
+        ABOVE: "its K full-batch gradients go through torch.func.grad, about 1.3× plain "
+        "autograd's (the unit f) on the 100-wide MLP, 1.1× on the 1000-wide one "
+        "(benchmarks/scaling_transforms.py): part of the gap on small models",
+    },
+}
+
+
+# Generic reasons, by letter: a cell gets every one that applies.
+GENERIC_NOTES = {
+    "S": "small model: one training step takes under {ms:g} ms, so fixed per-call costs that "
+    "the units (each timed alone, warm) leave out (Python dispatch of every tensor op, the "
+    "method's dicts of tensors, allocation) are a large share",
+    "P": "shared pieces: the count charges each piece on its own (each unit with its own "
+    "forward pass and graph); a method that shares a forward pass or a graph between pieces "
+    "comes in below it",
+    "B": "busy machine: the cell's calibration step drifted by more than 25% between its start "
+    "and end",
+    "?": "no known reason (timing noise on a shared machine?)",
+}
+
+
+def _side(ratio: float) -> str:
+    return ABOVE if ratio > 1 else BELOW
+
+
+def deviation_reasons(points: pd.DataFrame, axis: str) -> list[str]:
+    """The marked deviations of an axis explained: one bullet per series, each marked size with
+    its ratio and the letters of the generic reasons that apply (`GENERIC_NOTES`: a small
+    model's fixed costs, pieces the count charges twice, a busy machine, or none known), then
+    the method's own known reason for that side (`DEVIATION_NOTES`); a key to the letters
+    first. Empty when nothing is marked."""
+    sub = points[(points["axis"] == axis) & (points["outcome"] == "ok")]
+    bullets, used = [], set()
+    for series in series_order(sub):
+        s = sub[sub["series"] == series].sort_values("size")
+        ratio = s["hg_tse"] / s["count_tse"]
+        off = s[(ratio > FLAG_RATIO) | (ratio < 1 / FLAG_RATIO)]
+        if off.empty:
+            continue
+        method = off["method"].iloc[0]
+        notes = DEVIATION_NOTES.get(series) or DEVIATION_NOTES.get(method, {})
+        sizes, known = [], []
+        for r in off.itertuples(index=False):
+            side = _side(r.hg_tse / r.count_tse)
+            letters = []
+            if np.isfinite(r.step_s) and r.step_s < SMALL_STEP_S:
+                letters.append("S")
+            if side == BELOW and side not in notes:
+                letters.append("P")
+            if isinstance(r.noisy, bool | np.bool_) and r.noisy:
+                letters.append("B")
+            if side in notes:
+                known.append(notes[side])
+            elif not letters:
+                letters.append("?")
+            used.update(letters)
+            tag = f", {' '.join(letters)}" if letters else ""
+            sizes.append(f"{_size(r.size)} ({r.hg_tse / r.count_tse:.2f}×{tag})")
+        text = f"- **{series}** at {', '.join(sizes)}"
+        known = list(dict.fromkeys(known))
+        bullets.append(text + (f": {'; '.join(known)}." if known else "."))
+    if not bullets:
+        return []
+    ms = SMALL_STEP_S * 1e3
+    key = [f"{k}: {text.format(ms=ms)}." for k, text in GENERIC_NOTES.items() if k in used]
+    return ["Why the marked cells are off their count (letters, then each method's own reason):",
+            "", *(f"- {k}" for k in key), "", *bullets]  # fmt: skip
+
+
 # --- report.md -------------------------------------------------------------------------------
-def _header(rows: pd.DataFrame, points: pd.DataFrame) -> list[str]:
+def _loads(values: object) -> str:
+    if not isinstance(values, list):
+        return "?"
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def _header(rows: pd.DataFrame, points: pd.DataFrame, sweeps: list[dict]) -> list[str]:
     env = next((e for e in rows["env"] if isinstance(e, dict)), {})
     extra = next((e for e in rows["extra"] if isinstance(e, dict) and "limit_s" in e), {})
     cpu = next(
@@ -338,6 +466,12 @@ def _header(rows: pd.DataFrame, points: pd.DataFrame) -> list[str]:
     noisy = int(rows["noisy"].map(lambda v: v is True).sum())
     timed = pd.to_numeric(rows["time_s"], errors="coerce").sum()
     mem_limit = extra.get("mem_limit_mb")
+    runs = [
+        f"started {r.get('started')}, {r.get('wall_s', math.nan):.0f} s wall, load average "
+        f"(1, 5, 15 min) {_loads(r.get('load_before'))} before and "
+        f"{_loads(r.get('load_after'))} after, on {r.get('cpus', '?')} CPUs"
+        for r in sweeps
+    ]
     return [
         "# How each method's cost grows",
         "",
@@ -348,7 +482,8 @@ def _header(rows: pd.DataFrame, points: pd.DataFrame) -> list[str]:
         + f". Limits: {extra.get('limit_s', '?')} s per hypergradient, "
         + (f"{mem_limit:g} MB of memory per cell" if mem_limit else "no memory limit")
         + f". Load average (1 min) at the cells' starts: {load}; {noisy} cells flagged noisy "
-        f"(their calibration step drifted > 25%). Timed seconds in all: {timed:.0f}.",
+        f"(their calibration step drifted > 25%). Timed seconds in all: {timed:.0f}."
+        + (f" Sweeps into this directory: {'; '.join(runs)}." if runs else ""),
         "",
         "Each cell runs in a fresh worker process. **Time** is seconds per hypergradient: the "
         "median of up to 3 warm calls, or the first (cold) call alone where it took 2 s or more; "
@@ -381,9 +516,29 @@ def summary_table(points: pd.DataFrame) -> str:
             text = f"{t.slope:.2f}" if t else "—"
             text += f" / {m.slope:.2f}" if m else " / —"
             cells.setdefault(r["series"], {})[axis] = text
+    reach = {r["series"]: r for r in slope_rows(points, "hparams")} if "hparams" in axes else {}
     order = series_order(points)
-    rows = [[s] + [cells.get(s, {}).get(a, "") for a in axes] for s in order if s in cells]
-    return markdown_table(["series"] + [f"{a}: time / memory" for a in axes], rows)
+    rows = [
+        [s]
+        + [cells.get(s, {}).get(a, "") for a in axes]
+        + ([_reach_text(reach[s]) if s in reach else "— (not on this axis)"] if reach else [])
+        for s in order
+        if s in cells
+    ]
+    header = ["series"] + [f"{a}: time / memory" for a in axes]
+    header += ["largest hparam count ok"] if reach else []
+    return markdown_table(header, rows)
+
+
+def _reach_text(r: dict[str, object]) -> str:
+    """The largest hparam count a series finished, and the first size past it that did not."""
+    reached = float(r["reached"])  # type: ignore[arg-type]
+    text = "none" if not np.isfinite(reached) else _size(reached)
+    first = r["first_bad"]
+    if first is None:
+        return text
+    size, outcome = first  # type: ignore[misc]
+    return f"{text} ({_size(size)}: {_REASONS[outcome]})"
 
 
 def write_scaling_report(out_dir: Path | str) -> Path:
@@ -392,7 +547,9 @@ def write_scaling_report(out_dir: Path | str) -> Path:
     rows = load_rows(out)
     rows = rows[rows["suite"] == "scaling"].reset_index(drop=True)
     points = scaling_points(rows)
-    lines = _header(rows, points) if len(rows) else ["# How each method's cost grows", ""]
+    runs_path = out / RUNS_FILE
+    sweeps = json.loads(runs_path.read_text()) if runs_path.exists() else []
+    lines = _header(rows, points, sweeps) if len(rows) else ["# How each method's cost grows", ""]
     if points.empty:
         lines.append("No scaling rows yet.")
     else:
@@ -424,6 +581,9 @@ def write_scaling_report(out_dir: Path | str) -> Path:
             "</details>",
             "",
         ]
+        reasons = deviation_reasons(points, axis)
+        if reasons:
+            lines += [*reasons, ""]
     path = out / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
     return path

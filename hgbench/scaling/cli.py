@@ -9,15 +9,18 @@ Every check happens before any work starts (a bad value exits 2 with one line).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from hgbench.errors import UsageError
 
 DEFAULT_OUT = Path("runs") / "scaling"
+RUNS_FILE = "runs.json"  # one entry per sweep into the directory: start, wall time, load
 
 
 def _ints(flag: str):
@@ -107,6 +110,18 @@ def _plan(args: argparse.Namespace):
     return Plan(**changes)
 
 
+def _load() -> list[float] | None:
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def record_run(out: Path, run: dict) -> None:
+    """Appends one sweep's wall time and machine load to DIR/runs.json (the report's header
+    quotes them: timings on a shared machine mean little without the load beside them)."""
+    path = out / RUNS_FILE
+    runs = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps([*runs, run], indent=1) + "\n")
+
+
 def scaling_command(args: argparse.Namespace) -> int:
     from hgbench.report.scaling import write_scaling_report
     from hgbench.scaling.run import Sweeper
@@ -132,10 +147,14 @@ def scaling_command(args: argparse.Namespace) -> int:
             f"{options.threads} thread(s), {options.limit_s:g} s per hypergradient) -> {out}",
             file=sys.stderr,
         )
-        start = time.perf_counter()
+        start, load = time.perf_counter(), _load()
+        started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         counts = Sweeper(store, options).run(points)
+        wall = time.perf_counter() - start
         done = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing to run"
-        print(f"finished in {time.perf_counter() - start:.0f}s: {done}", file=sys.stderr)
+        print(f"finished in {wall:.0f}s: {done}", file=sys.stderr)
+        run = {"started": started, "wall_s": round(wall, 1), "load_before": load}
+        record_run(out, {**run, "load_after": _load(), "cells": counts, "cpus": os.cpu_count()})
         print(f"results: {store.path}")
         print(f"report: {write_scaling_report(out)}")
     return 0
