@@ -147,7 +147,7 @@ class LinearCapture:
         return torch.bmm(g.reshape(n, k * out, r), a.transpose(1, 2)).view(n, k, out, -1)
 
     def _bias_rows(self) -> Tensor:
-        return self.g.sum(-1)  # (n, K, out)
+        return self.g[..., 0] if self.single else self.g.sum(-1)  # (n, K, out), R = 1: a view
 
     def rows(self, exclude: frozenset[str] | set[str] = frozenset()) -> Rows:
         """Factor rows per tensor (but those in `exclude`), (n, K, *shape)."""
