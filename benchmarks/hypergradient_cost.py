@@ -1,6 +1,8 @@
 """One hypergradient in training-step equivalents (TSE), beside its operation count.
 
-    python benchmarks/hypergradient_cost.py [--models mlp,cnn] [--rounds 7] [--device cuda]
+    python benchmarks/hypergradient_cost.py [--models mlp,cnn] [--rounds 5] [--device cpu]
+
+is `python benchmarks/peers.py --parts tse` (the same options).
 
 One training step (1 TSE) is what every method pays per inner step, written as a user would:
 an nn.Module forward and backward on a batch of 100 and a `torch.optim.SGD` step (momentum 0.9,
@@ -22,8 +24,8 @@ overhead of hgbench's own on top.
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -114,19 +116,11 @@ def print_tse(tables: dict[str, dict]) -> None:
             print(f"{model:6} {job:26} {s * 1e3:9.2f} {tse[job]:7.1f} {tail}", flush=True)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="mlp,cnn")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"{where}, {torch.get_num_threads()} threads, float32, medians of {args.rounds} rounds")
-    print_tse({m: tse_table(m, device, torch.float32, args.rounds) for m in args.models.split(",")})
+def main(argv: list[str] | None = None) -> None:
+    """peers.py's tse part alone (same options: --models, --rounds, --device, --threads)."""
+    from peers import main as peers_main
+
+    peers_main(["--parts", "tse", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -11,14 +11,14 @@ float64 first, and hgbench is compared with the fastest backend that agrees.
     python benchmarks/laplace_vs_laplace_torch.py [--models mlp,cnn] [--structures diag,kron,full]
         [--rounds 5] [--dtype float32]
 
-(`benchmarks/peers.py` prints the same rows in its ratio table.)
+is `python benchmarks/peers.py --parts laplace` (the same options): this module holds the laplace
+part of peers.py's ratio table, peers.py the measuring, the models and the driver.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import warnings
+import sys
 
 import torch
 from torch import Tensor, nn
@@ -60,8 +60,9 @@ def laplace_torch_step(
 ) -> tuple[Tensor, Tensor]:
     import laplace
     import laplace.curvature
+    from peers import trainable
 
-    net = _trainable(model)
+    net = trainable(model)
     la = laplace.Laplace(
         net,
         "classification",
@@ -74,15 +75,6 @@ def laplace_torch_step(
     value = la.log_marginal_likelihood(prior_precision=log_delta.exp())
     (grad,) = torch.autograd.grad(value, log_delta)
     return value.detach(), grad
-
-
-def _trainable(model: nn.Module) -> nn.Module:
-    import copy
-
-    net = copy.deepcopy(model)
-    for p in net.parameters():
-        p.requires_grad_(True)
-    return net
 
 
 def _case(name: str, structure: str, device: torch.device, dtype: torch.dtype):
@@ -120,8 +112,8 @@ def peer_rows(name: str, device: torch.device, dtype: torch.dtype, rounds: int, 
         for backend in BACKENDS:
             try:
                 theirs = laplace_torch_step(model, log_delta, x, y, structure, batch, backend)
-            except Exception as err:  # a backend without this structure or layer
-                agreement[backend] = (f"failed: {type(err).__name__}: {str(err)[:60]}", False)
+            except Exception as err:  # a backend without this structure or layer, or memory
+                agreement[backend] = (_failure(err), False)
             else:
                 agreement[backend] = _agreement(ours, theirs)
         running = {b for b, (text, _) in agreement.items() if not text.startswith("failed")}
@@ -149,26 +141,18 @@ def peer_rows(name: str, device: torch.device, dtype: torch.dtype, rounds: int, 
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    from peers import print_table
+def _failure(err: Exception) -> str:
+    text = str(err)
+    if isinstance(err, MemoryError) or "can't allocate memory" in text:
+        return "failed: out of memory (peers.py --max-memory-gb)"
+    return f"failed: {type(err).__name__}: {text[:60]}"
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="mlp,cnn")
-    parser.add_argument("--structures", default="diag,kron,full")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}")
-    rows = []
-    for name in args.models.split(","):
-        rows += peer_rows(name, device, dtype, args.rounds, args.structures.split(","))
-    print_table(rows)
+
+def main(argv: list[str] | None = None) -> None:
+    """peers.py's laplace part alone (same options: --models, --structures, --rounds, ...)."""
+    from peers import main as peers_main
+
+    peers_main(["--parts", "laplace", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """hgbench against its peers, side by side in one process: one ratio table of time and memory.
 
     pip install -e ".[test]" torchopt     # higher, laplace-torch (+ backends), torchopt
-    python benchmarks/peers.py [--parts unroll,ift,laplace,tse] [--rounds 5] [--device cpu]
+    python benchmarks/peers.py [--parts unroll,ift,laplace,tse] [--models mlp,cnn] [--rounds 5]
+        [--structures diag,kron,full] [--device cpu] [--threads 1] [--max-memory-gb 12]
 
 On held-out models (plain nn.Sequential, so every peer's backend can hook every layer):
 MLP 64-128-128-10 (tanh) and a CNN (two 3×3 convolutions of width 16, ReLU, 2×2 max-pools,
@@ -31,11 +32,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
+import resource
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
@@ -54,26 +59,43 @@ Job = Callable[[], object]
 SLOW_S = 10.0  # a job whose warm-up call took longer is not called again
 
 
+class Clock(StrEnum):
+    """What a job's seconds are: the wall clock, or the process's CPU time."""
+
+    WALL = "wall"
+    CPU = "cpu"
+
+
+# The CPU time of the process (time.process_time, all its threads) is the default on a CPU: on a
+# shared machine the wall clock also counts the time other processes hold the core, and more so
+# for long calls than for short ones (a 2 ms call often runs within one scheduler slice, a 100 ms
+# one is preempted in proportion), which biases every ratio of a long call to a short one (the
+# TSE table) upwards. On a quiet machine, with one thread, the two agree.
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCK["wall"]
+
+
 def side_by_side(jobs: dict[str, Job], rounds: int, device: torch.device) -> dict[str, list[float]]:
-    """Seconds per call of every job, `rounds` alternating rounds after one warm-up call each.
-    A job whose warm-up took over SLOW_S seconds keeps that one time as its only sample."""
+    """Seconds per call of every job (by `clock`), `rounds` alternating rounds after one warm-up
+    call each. A job whose warm-up took over SLOW_S seconds keeps that one time as its only
+    sample."""
     times: dict[str, list[float]] = {}
     for name, job in jobs.items():
         synchronize(device)
-        start = time.perf_counter()
+        start = clock()
         job()
         synchronize(device)
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         times[name] = [elapsed] if elapsed > SLOW_S else []
     for _ in range(rounds):
         for name, job in jobs.items():
             if times[name] and times[name][0] > SLOW_S:
                 continue
             synchronize(device)
-            start = time.perf_counter()
+            start = clock()
             job()
             synchronize(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 
@@ -279,8 +301,9 @@ def hgbench_unroll(case: UnrollCase) -> dict[str, Tensor]:
     return hg
 
 
-def _trainable(case: UnrollCase) -> nn.Module:
-    model = copy.deepcopy(case.model)
+def trainable(model: nn.Module) -> nn.Module:
+    """A copy of a (frozen) held-out model with trainable parameters, as the peers take it."""
+    model = copy.deepcopy(model)
     for p in model.parameters():
         p.requires_grad_(True)
     return model
@@ -291,7 +314,7 @@ def higher_unroll(case: UnrollCase) -> dict[str, Tensor]:
     differentiable exp(log_wd): the decay applied in the step, as torch.optim.SGD does."""
     import higher
 
-    model = _trainable(case)
+    model = trainable(case.model)
     names = [k for k, _ in model.named_parameters()]
     h = {k: v.detach().requires_grad_(True) for k, v in case.hparams.items()}
     opt = torch.optim.SGD(
@@ -313,7 +336,7 @@ def torchopt_unroll(case: UnrollCase) -> dict[str, Tensor]:
     """torchopt's MetaSGD (differentiable in-place SGD on the module), penalty in the loss."""
     import torchopt
 
-    model = _trainable(case)
+    model = trainable(case.model)
     h = {k: v.detach().requires_grad_(True) for k, v in case.hparams.items()}
     opt = torchopt.MetaSGD(model, lr=case.lr, momentum=case.momentum)
     for x, y in case.batches:
@@ -357,15 +380,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--structures", default="diag,kron,full", help="laplace part")
+    parser.add_argument(
+        "--max-memory-gb",
+        type=float,
+        default=12.0,
+        help="address-space limit (CPU): a peer that allocates more fails and is listed so "
+        "(Curvlinops' full GGN of the CNN asks for ~22 GB), instead of the machine killing the run",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=[c.value for c in Clock],
+        default=None,
+        help="seconds of the wall clock or of the process's CPU time (default: cpu on a CPU)",
+    )
     args = parser.parse_args(argv)
+    # run as a script this module is __main__: the parts' `from peers import ...` must find this
+    # one (its `clock`), not load a second copy
+    sys.modules.setdefault("peers", sys.modules[__name__])
+    global clock
+    chosen = Clock(args.clock or ("cpu" if args.device == "cpu" else "wall"))
+    clock = CLOCK[chosen.value]
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.max_memory_gb > 0 and args.device == "cpu":  # a GPU context maps far more
+        limit = int(args.max_memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"torch {torch.__version__}, {where}, {torch.get_num_threads()} threads, {args.dtype}, "
-        f"{args.rounds} alternating rounds"
+        f"{args.rounds} alternating rounds, {chosen.value} clock, load average "
+        f"{os.getloadavg()[0]:.2f} at the start"
     )
     parts = args.parts.split(",")
     models = args.models.split(",")
@@ -380,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
         if "laplace" in parts:
             from laplace_vs_laplace_torch import peer_rows as laplace_rows
 
-            rows += laplace_rows(name, device, dtype, args.rounds)
+            rows += laplace_rows(name, device, dtype, args.rounds, args.structures.split(","))
     if rows:
         print_table(rows)
     if "tse" in parts:
