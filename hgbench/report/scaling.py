@@ -368,6 +368,11 @@ DEVIATION_NOTES: dict[str, dict[str, str]] = {
         ABOVE: "it builds the dense P × P Hessian and solves it (O(P³) flops and P² memory): "
         "the count's P products leave the assembly and the dense solve out",
     },
+    "ift_nystrom": {
+        ABOVE: "its `rank` Hessian columns (20 here) are one vmapped batch of products (all at "
+        "once, not the count's separate h) followed by a QR of the P × rank column block and "
+        "triangular solves (hgbench.linalg.nystrom), which the count leaves out",
+    },
     "forward_mode": {
         BELOW: "the n_h tangent columns go through one batched JVP per step (vmap), cheaper "
         "than the count's n_h separate products j",
