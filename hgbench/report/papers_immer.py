@@ -241,7 +241,9 @@ def _baseline(final: pd.DataFrame, out: Path) -> tuple[list[Claim], Section]:
     for ax, name in zip(axes, ("test accuracy", "test NLL"), strict=True):
         ax.set_xticks(range(len(tasks)), [ARCH[t] for t in tasks])
         ax.set_ylabel(name)
-    axes[0].set_ylim(0.8, 1.0)
+    acc = final[final["method"].isin(list(METHOD_COLORS))]["test_acc"].to_numpy(float)
+    if np.isfinite(acc).any():  # bars from just below the lowest accuracy, not from 0
+        axes[0].set_ylim(max(0.0, np.nanmin(acc) - 0.05), min(1.0, np.nanmax(acc) + 0.02))
     axes[0].legend(fontsize="small")
     path = save_figure(fig, out, "baseline")
     wins, lines = [], []
