@@ -25,7 +25,9 @@ float32, `--rounds` alternating rounds (every job once per round, so drifts in m
 all alike); the table gives medians, the ratio hgbench / peer (below 1: hgbench is faster) with
 its range over rounds, and peak memory: on a GPU the allocator's peak, on a CPU the peak of
 tensor memory held during one call, from the profiler's allocation events (an op's temporary
-buffers freed within it are not seen). Never asserts on times.
+buffers freed within it are not seen; nor, it seems, allocations inside torch.func transforms),
+and beside it the peak RSS over the call (`rss_peak_mb`). Seconds are the process's CPU time on
+a CPU (see `Clock`), the wall clock on a GPU. Never asserts on times.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import resource
 import statistics
 import sys
 import time
@@ -49,6 +50,7 @@ from torch.func import functional_call
 
 from hgbench.functional import cosine_and_rel_err, flatten
 from hgbench.hparams import WD_PREFIX
+from hgbench.scaling.memory import PeakRegion, limit_address_space
 from hgbench.timing import synchronize
 from hgbench.unroll import l2_decay, unrolled_hypergradient
 
@@ -129,6 +131,20 @@ def peak_mb(job: Job, device: torch.device) -> float:
     return peak / 2**20
 
 
+def rss_peak_mb(job: Job, device: torch.device) -> float:
+    """On a CPU, a second view of one call's memory: the process's peak resident set size over
+    the call minus its RSS before it (hgbench.scaling.memory.PeakRegion, as the scaling sweep
+    measures). It sees what the profiler's events miss (allocations inside torch.func
+    transforms: torchopt's implicit differentiation shows 0.2 MB by events, 1.8 MB by RSS), but
+    counts whole pages and not memory the allocator reuses. NaN on a GPU (the first is exact)."""
+    if device.type == "cuda":
+        return float("nan")
+    with PeakRegion(device) as region:
+        job()
+    assert region.result is not None
+    return region.result.peak_mb
+
+
 @dataclass
 class Row:
     """One line of the ratio table: hgbench against one peer on one case."""
@@ -142,6 +158,8 @@ class Row:
     peer_mb: float
     agreement: str
     agrees: bool
+    ours_rss: float = float("nan")
+    peer_rss: float = float("nan")
 
     def ratio(self) -> tuple[float, float, float]:
         """Median ratio and its range over rounds (round by round where both have them)."""
@@ -159,13 +177,14 @@ def compare(
     rounds: int,
     device: torch.device,
 ) -> list[Row]:
-    """Time hgbench and every peer side by side, measure their memory, one Row per peer."""
+    """Time hgbench and every peer side by side, measure their memory, one Row per peer; a
+    peer in `agreement` but not in `peers` (it failed) gets a row without figures."""
     jobs = {"hgbench": ours, **peers}
     times = side_by_side(jobs, rounds, device)
-    mem = {
-        name: float("nan") if times[name][0] > SLOW_S else peak_mb(job, device)
-        for name, job in jobs.items()
-    }
+    slow = {name for name in jobs if times[name][0] > SLOW_S}
+    nan = float("nan")
+    mem = {name: nan if name in slow else peak_mb(job, device) for name, job in jobs.items()}
+    rss = {name: nan if name in slow else rss_peak_mb(job, device) for name, job in jobs.items()}
     rows = [
         Row(
             part,
@@ -176,8 +195,16 @@ def compare(
             mem["hgbench"],
             mem[name],
             *agreement[name],
+            rss["hgbench"],
+            rss[name],
         )
         for name in peers
+    ]
+    # peers that could not run (a structure or layer they lack, too much memory): listed, untimed
+    rows += [
+        Row(part, case, name, times["hgbench"], [nan], mem["hgbench"], nan, *agreement[name])
+        for name in agreement
+        if name not in peers
     ]
     print_table(rows, header=False)  # progress: the full table comes at the end
     return rows
@@ -187,16 +214,19 @@ def print_table(rows: list[Row], header: bool = True) -> None:
     if header:
         print(
             f"\n{'part':8} {'case':22} {'peer':22} {'hgbench s':>10} {'peer s':>9} "
-            f"{'time ratio':>18} {'hgbench MB':>10} {'peer MB':>8} {'mem':>5}  agreement"
+            f"{'time ratio':>18} {'hgbench MB':>10} {'peer MB':>8} {'mem':>5} "
+            f"{'RSS MB':>7} {'peer':>7} {'rss':>5}  agreement"
         )
     for r in rows:
         med, lo, hi = r.ratio()
         mem = r.ours_mb / r.peer_mb if r.peer_mb > 0 else float("nan")
-        mark = "" if r.agrees else "  (differs: no baseline)"
+        rss = r.ours_rss / r.peer_rss if r.peer_rss > 0 else float("nan")
+        mark = "" if r.agrees or r.agreement.startswith("failed") else "  (differs: no baseline)"
         print(
             f"{r.part:8} {r.case:22} {r.peer:22} {statistics.median(r.ours_s):10.4f} "
             f"{statistics.median(r.peer_s):9.4f} {med:6.2f} [{lo:4.2f}-{hi:4.2f}] "
-            f"{r.ours_mb:10.1f} {r.peer_mb:8.1f} {mem:5.2f}  {r.agreement}{mark}",
+            f"{r.ours_mb:10.1f} {r.peer_mb:8.1f} {mem:5.2f} "
+            f"{r.ours_rss:7.1f} {r.peer_rss:7.1f} {rss:5.2f}  {r.agreement}{mark}",
             flush=True,
         )
 
@@ -385,7 +415,8 @@ def main(argv: list[str] | None = None) -> None:
         "--max-memory-gb",
         type=float,
         default=12.0,
-        help="address-space limit (CPU): a peer that allocates more fails and is listed so "
+        help="address space beyond the process's own at the start (CPU): a peer that maps "
+        "more fails and is listed so "
         "(Curvlinops' full GGN of the CNN asks for ~22 GB), instead of the machine killing the run",
     )
     parser.add_argument(
@@ -405,8 +436,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.max_memory_gb > 0 and args.device == "cpu":  # a GPU context maps far more
-        limit = int(args.max_memory_gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        limit_address_space(args.max_memory_gb * 1024)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
