@@ -124,7 +124,7 @@ class _Implicit(Method):
                     residuals.append(result.residual)
                 with torch.no_grad():
                     val_losses.append(val_loss(trainer.params, None))
-            if at_end:
+            if at_end or budget.finished(stream.epoch):  # time may run out in the hyper-step
                 extra = {"solver_residual": residuals[-1]} if residuals else {}
                 objective = float(torch.stack(val_losses).mean()) if val_losses else None
                 yield Checkpoint(
