@@ -17,6 +17,12 @@
 #           and longer schedules do not fit beside a second part (SEEDS, EPOCHS_1K, EPOCHS_10K,
 #           TASKS_10K widen it where there is time);
 #   part 3  benchmarks/cifar_bare_loop.py: `fixed` through the runner against a bare loop;
+#   part 4  papers (only with time left): the CIFAR-scale claims of the paper reproductions
+#           (reports/papers/): suite augnet-gpu (Lorraine et al. 2020: the augmentation network
+#           against none, cifar10_10k) and ntk-vs-full-gpu (Immer et al. 2023: the NTK block
+#           bound against full-batch Laplace, cifar10_5k), PAPERS_BUDGET_S timed seconds a cell
+#           (equal time: the claim), seeds PAPERS_SEEDS, into $REPORT/papers/<suite>/ (packed with
+#           the rest; `python benchmarks/papers.py lorraine2020 --report-only` then reads them);
 #   (room for further parts: a function run by `part NAME SECONDS FUNCTION` in `main`)
 #   finish  writes the report into reports/cifar10_gpu/ (results.jsonl, report.md, figures, and
 #           README.md naming the data, the device and the command), then packs that folder into
@@ -28,7 +34,7 @@
 # HGBENCH_GPU_SMOKE=1 runs the same script on the CPU in a minute or two (one seed, a couple of
 # cells, one epoch) so that tests/test_cifar10_real.py keeps it working without a GPU.
 # Environment overrides: TOTAL_S, SEEDS, EPOCHS_1K, EPOCHS_10K, TASKS_10K, CELL_TIMEOUT_S, GRID_S,
-# BARE_S, HGBENCH_GPU_REPORT (the report folder), PYTHON.
+# BARE_S, PAPERS_S, PAPERS_SEEDS, PAPERS_BUDGET_S, HGBENCH_GPU_REPORT (the report folder), PYTHON.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,6 +60,11 @@ if [[ "$SMOKE" == 1 ]]; then
     BARE_S="${BARE_S:-150}"
     TOTAL_S="${TOTAL_S:-600}"
     CELL_TIMEOUT_S="${CELL_TIMEOUT_S:-120}"
+    PAPERS_BUDGET_S="${PAPERS_BUDGET_S:-2}"
+    # 200 labelled images, blocks of 50: the papers part's cells in seconds on a CPU
+    PAPERS_SETS=(--set task.n_labelled=200 --set task.n_test=200 --set task.eval_test_subset=100
+        --set laplace_ntk.block_size=50 --set laplace_ntk.burnin=0 --set laplace_full.burnin=0
+        --threads 2)
 else
     DEVICE=cuda
     SEEDS="${SEEDS:-0,1,2}"
@@ -65,7 +76,11 @@ else
     BARE_ARGS=(--device cuda --epochs 40 --rounds 5)
     TOTAL_S="${TOTAL_S:-540}"  # 9 minutes, all parts and the report included
     CELL_TIMEOUT_S="${CELL_TIMEOUT_S:-60}"
+    PAPERS_BUDGET_S="${PAPERS_BUDGET_S:-20}"
+    PAPERS_SETS=()
 fi
+PAPERS_S="${PAPERS_S:-600}"  # part 4 takes what the total leaves, at most this
+PAPERS_SEEDS="${PAPERS_SEEDS:-0}"
 EPOCHS_10K="${EPOCHS_10K:-8}"
 GRID_S="${GRID_S:-310}"  # part 2's share
 BARE_S="${BARE_S:-45}"  # part 3's share
@@ -172,6 +187,22 @@ bare_loop() {
     return "$rc"
 }
 
+# part 4: the papers' CIFAR-scale claims at equal timed seconds per cell, one folder per suite
+# (the grid's report stays the grid's); the NTK comparison first, as it is the smaller
+papers_gpu() {
+    local suite rc=0
+    for suite in ntk-vs-full-gpu augnet-gpu; do
+        rc=0
+        limited "$PYTHON" -m hgbench run --suite "$suite" --seeds "$PAPERS_SEEDS" \
+            --device "$DEVICE" --budget-s "$PAPERS_BUDGET_S" "${PAPERS_SETS[@]}" \
+            --timeout-s "$CELL_TIMEOUT_S" --data-dir "$WORK/cifar10" \
+            --out "$REPORT/papers/$suite" --no-report || rc=$?
+        rm -f "$REPORT/papers/$suite/.hgbench.lock"
+        ((rc == 124 || rc == 130 || rc == 137)) && return "$rc"
+    done
+    return 0
+}
+
 finish() {
     trap - EXIT INT TERM
     log "finish: report and archive"
@@ -239,6 +270,7 @@ main() {
     fi
     part grid "$GRID_S" grid
     part bare_loop "$BARE_S" bare_loop
+    part papers "$PAPERS_S" papers_gpu
     # further parts go here, each a function run by: part NAME SECONDS FUNCTION
     return 0
 }

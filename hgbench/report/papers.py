@@ -106,6 +106,14 @@ def gpu_rows(suite: str) -> pd.DataFrame | None:
     return load_rows(folder)
 
 
+CHANCE_MARGIN = 2.0  # a CIFAR-10 model below 2× chance accuracy (0.2) has not learned yet
+
+
+def learned(acc: pd.Series, classes: int = 10) -> bool:
+    """Whether a seed-mean accuracy is clearly above chance (a verdict needs trained models)."""
+    return bool(np.nanmean(acc.to_numpy(float)) > CHANCE_MARGIN / classes)
+
+
 def read_diagnostics(out: Path) -> dict[str, Any]:
     path = out / DIAGNOSTICS
     return json.loads(path.read_text()) if path.exists() else {}

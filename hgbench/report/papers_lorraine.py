@@ -21,6 +21,7 @@ from hgbench.report.papers import (
     gpu_rows,
     image,
     labelled,
+    learned,
     ok_final,
     outcomes,
     read_diagnostics,
@@ -239,6 +240,14 @@ def _augnet_claim() -> Claim:
     aug = final[(final["method"] == "ift_neumann") & final["task"].str.endswith("_augnet")]
     if none.empty or aug.empty:
         return Claim(claim, paper, "incomplete GPU run", Verdict.NOT_RUN, AUGNET_WHERE)
+    if not (learned(none["test_acc"]) or learned(aug["test_acc"])):
+        ours = (
+            f"test accuracy: none {spread(none['test_acc'], 3)}, "
+            f"augnet {spread(aug['test_acc'], 3)}"
+        )
+        return Claim(
+            claim, paper, ours, Verdict.NOT_RUN, "neither model above 2× chance: too short"
+        )
     gain = float(aug["test_acc"].mean() - none["test_acc"].mean())
     return Claim(
         claim,
