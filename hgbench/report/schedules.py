@@ -1,10 +1,12 @@
 """Figures of learned per-step schedules (learning rates, momenta) from stored run rows.
 
-Methods that learn a schedule (`reversible_sgd`) put it in the `extra` of a cell's last run row:
-`extra["lr_schedule"] = {parameter tensor: [T floats]}` (and `"momentum_schedule"`). The figure
-has one panel per task and one colour per parameter tensor: the median over the cells' final
-rows (seeds) as a thick line, each cell as a thin one. Like every figure here it takes stored
-rows and returns a Figure; it never reruns anything.
+Methods that learn a schedule (`reversible_sgd`, `drmad`) put it in the `extra` of a cell's last
+run row: `extra["lr_schedule"] = {parameter tensor: [T floats]}` (and `"momentum_schedule"`).
+The figure has one panel per (task, method config): a heatmap of the median over the cells'
+final rows (seeds), one row per parameter tensor, one column per step, with one colour scale
+(log for learning rates) shared by all panels. A heatmap, not lines: learned schedules can move
+every step and there may be a dozen tensors, where lines overlap into a solid block. Like every
+figure here it takes stored rows and returns a Figure; it never reruns anything.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from hgbench.report.load import is_true
 from hgbench.schema import Mode
 
 SCHEDULES = {"lr_schedule": "learning rate α_t", "momentum_schedule": "momentum γ_t"}
-LINESTYLES = ("-", "--", ":", "-.")
 
 
 def _schedule_rows(rows: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -37,62 +38,67 @@ def has_schedules(rows: pd.DataFrame, key: str = "lr_schedule") -> bool:
     return not _schedule_rows(rows, key).empty
 
 
+def _median_schedules(here: pd.DataFrame, key: str) -> tuple[list[str], np.ndarray]:
+    """Tensors, and their (tensors, T) median over the rows' schedules (cut to the shortest)."""
+    tensors = list(dict.fromkeys(t for extra in here["extra"] for t in extra[key]))
+    medians = []
+    for tensor in tensors:
+        rows_with = [e[key][tensor] for e in here["extra"] if tensor in e[key]]
+        curves = [np.asarray(c, dtype=float) for c in rows_with]
+        length = min(len(c) for c in curves)
+        medians.append(np.median(np.stack([c[:length] for c in curves]), axis=0))
+    length = min(len(m) for m in medians)
+    return tensors, np.stack([m[:length] for m in medians])
+
+
 def schedule_figure(rows: pd.DataFrame, key: str = "lr_schedule", title: str = "") -> Figure:
-    """Learned per-tensor schedules vs step, one panel per task (log scale for learning rates).
+    """Learned per-tensor schedules vs step: one heatmap panel per (task, method config).
 
     `rows`: stored rows (any modes, tasks and methods; those without the schedule are ignored).
-    Several configurations of a method on one task are told apart by line style.
+    Configurations are told apart by their `label` column where there is one.
     """
     if key not in SCHEDULES:
         raise ValueError(f"key must be one of {list(SCHEDULES)}, got {key!r}")
     sched = _schedule_rows(rows, key)
-    tasks = list(dict.fromkeys(sched["task"])) or ["(none)"]
-    fig = Figure(figsize=(5.2 * len(tasks) + 2.2, 4.2), layout="constrained")
+    labels = sched["label"] if "label" in sched.columns else sched["method"]
+    panels = list(dict.fromkeys(zip(sched["task"], labels, strict=True)))
+    ncols = min(3, max(1, len(panels)))
+    nrows = max(1, -(-len(panels) // ncols))
+    fig = Figure(figsize=(4.6 * ncols + 1.2, 0.6 + 2.9 * nrows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
-    if sched.empty:
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    if not panels:
         axes[0].text(
             0.5, 0.5, "no learned schedules", transform=axes[0].transAxes, ha="center",
             va="center", color="grey",
         )  # fmt: skip
-    labels = sched["label"] if "label" in sched.columns else sched["method"]
-    styles = {lab: LINESTYLES[i % len(LINESTYLES)] for i, lab in enumerate(dict.fromkeys(labels))}
-    palette = mpl.colormaps["tab10"].colors  # one colour per parameter tensor
-    for ax, task in zip(axes, tasks, strict=True):
-        here = sched[sched["task"] == task]
-        here_labels = labels[sched["task"] == task]
-        tensors = list(dict.fromkeys(t for extra in here["extra"] for t in extra[key]))
-        for i, tensor in enumerate(tensors):
-            color = palette[i % len(palette)]
-            for label in dict.fromkeys(here_labels):
-                curves = [
-                    np.asarray(extra[key][tensor], dtype=float)
-                    for extra, lab in zip(here["extra"], here_labels, strict=True)
-                    if lab == label and tensor in extra[key]
-                ]
-                if not curves:
-                    continue
-                length = min(len(c) for c in curves)
-                stacked = np.stack([c[:length] for c in curves])
-                steps = np.arange(1, length + 1)
-                for curve in stacked:
-                    ax.plot(steps, curve, color=color, alpha=0.25, linewidth=0.8)
-                name = tensor if len(styles) == 1 else f"{tensor}, {label}"
-                ax.plot(
-                    steps,
-                    np.median(stacked, axis=0),
-                    color=color,
-                    linestyle=styles[label],
-                    linewidth=2.0,
-                    label=name,
-                )
-        if key == "lr_schedule" and tensors:
-            ax.set_yscale("log")
-        ax.set_title(task)
+    grids = []
+    for task, label in panels:
+        here = sched[(sched["task"] == task) & (labels == label)]
+        grids.append((task, label, len(here), *_median_schedules(here, key)))
+    values = np.concatenate([g[-1].ravel() for g in grids]) if grids else np.ones(1)
+    values = values[np.isfinite(values)]
+    if key == "lr_schedule" and values.size and values.min() > 0:
+        norm = mpl.colors.LogNorm(values.min(), values.max())
+    else:
+        norm = mpl.colors.Normalize(values.min(), values.max())
+    image = None
+    for ax, (task, label, n, tensors, grid) in zip(axes, grids, strict=False):
+        image = ax.imshow(
+            grid,
+            aspect="auto",
+            interpolation="nearest",
+            cmap="viridis",
+            norm=norm,
+            extent=(0.5, grid.shape[1] + 0.5, len(tensors) - 0.5, -0.5),
+        )
+        ax.set_yticks(range(len(tensors)), tensors, fontsize="small")
+        ax.set_title(f"{task}: {label} (median of {n})", fontsize="medium")
         ax.set_xlabel("step t")
-        ax.set_ylabel(SCHEDULES[key])
-        if tensors:
-            ax.legend(fontsize="small", frameon=False)
+    for ax in axes[max(1, len(grids)) :]:
+        ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=axes[: len(grids)].tolist(), label=SCHEDULES[key], shrink=0.9)
     if title:
         fig.suptitle(title)
     return fig
