@@ -107,6 +107,7 @@ register_suite(
         tasks=("digits_mlp3",),
         methods=("fixed", "reversible_sgd"),
         configs={"reversible_sgd": ({"T": 100, "meta_iterations": None},)},
+        seeds=(0, 1, 2, 3, 4),
         sets=("task.epochs=50",),
     )
 )
@@ -120,6 +121,7 @@ register_suite(
         tasks=("digits_logreg_ard",),
         methods=("fixed", "reversible_sgd"),
         configs={"reversible_sgd": ({"T": 50, "meta_iterations": None},)},
+        seeds=(0, 1, 2, 3, 4),
         sets=("task.epochs=50",),
     )
 )
