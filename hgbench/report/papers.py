@@ -148,6 +148,11 @@ def labelled(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(label=labels)
 
 
+def seed_list(rows: pd.DataFrame) -> str:
+    """'0, 1, 2': the seeds of `rows`."""
+    return ", ".join(str(int(s)) for s in sorted(set(rows["seed"])))
+
+
 def extra(rows: pd.DataFrame, key: str) -> pd.Series:
     return rows["extra"].map(lambda e: e.get(key) if isinstance(e, dict) else None)
 

@@ -30,6 +30,7 @@ from hgbench.report.papers import (
     read_rows,
     runtime_note,
     save_figure,
+    seed_list,
     setting,
     spread,
     write_paper_report,
@@ -111,7 +112,8 @@ def _tightness(rows: pd.DataFrame, out: Path) -> tuple[list[Claim], Section]:
         ),
     ]
     body = (
-        "Probe mode (float64), seeds 0-2: at an L-BFGS MAP of `digits_mlp` (N = 1,000, P = "
+        f"Probe mode (float64), seeds {seed_list(probe)}: at an L-BFGS MAP of `digits_mlp` "
+        "(N = 1,000, P = "
         "6,310), `laplace_ntk` with the kernel (NTK) structure and no output split, M from 10 "
         "to 500, blocks drawn at random or filled class by class; the exact full-GGN Laplace "
         "value is each row's `exact_value`. Left: the slack of the partitioned bound per datum; "

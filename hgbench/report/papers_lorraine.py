@@ -28,6 +28,7 @@ from hgbench.report.papers import (
     read_rows,
     runtime_note,
     save_figure,
+    seed_list,
     spread,
     write_paper_report,
 )
@@ -208,7 +209,8 @@ def _fidelity(rows: pd.DataFrame, out: Path) -> tuple[list[Claim], Section]:
         ),
     ]
     body = (
-        "Probe mode at a tight inner optimum (float64), seeds 0-2: `ift_neumann` with "
+        f"Probe mode at a tight inner optimum (float64), seeds {seed_list(probe)}: "
+        "`ift_neumann` with "
         "0-200 terms (α = the task's lr) and `ift_cg` with 1-200 iterations, against the exact "
         "implicit hypergradient, on tasks with one decay per weight ("
         + ", ".join(f"`{t}`: {n_hparams.get(t, '?')} hparams" for t in tasks)
