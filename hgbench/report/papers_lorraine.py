@@ -63,7 +63,8 @@ def _overfit(rows: pd.DataFrame, out: Path) -> tuple[list[Claim], Section]:
         axes, ("validation loss (50 images)", "test NLL (397 images)"), strict=True
     ):
         ax.set(xlabel="inner SGD step (one hyper-step each)", ylabel=name, yscale="log")
-    axes[0].legend(fontsize="small")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize="small")
     fig.suptitle("mean over seeds, band: min to max")
     path = save_figure(fig, out, "overfit")
 
