@@ -43,7 +43,14 @@ PACK_DIR="$(cd "${1:-.cifar}" 2>/dev/null && pwd)" || { echo "no pack folder ${1
 : "${OUT:?set OUT to the folder for the archive and the log}"
 OUT="$(mkdir -p "$OUT" && cd "$OUT" && pwd)" || exit 2
 LOG="$OUT/gpu_reference.log"
-REPORT="$(realpath -m "${HGBENCH_GPU_REPORT:-$REPO/reports/cifar10_gpu}")"
+# A fresh folder by default: the committed reports/cifar10_gpu/ holds an earlier run's rows, and
+# running into it would resume from them (other epochs, other seeds) and mix the two runs. Unpack
+# the archive over reports/cifar10_gpu/ afterwards. A folder that already holds rows is refused.
+REPORT="$(realpath -m "${HGBENCH_GPU_REPORT:-$(mktemp -d)/cifar10_gpu}")"
+if [[ -s "$REPORT/results.jsonl" || -s "$REPORT/results.jsonl.gz" ]]; then
+    echo "$REPORT already holds results: give HGBENCH_GPU_REPORT a new folder" >&2
+    exit 2
+fi
 PYTHON="${PYTHON:-python3}"
 LABEL="CIFAR-10 (JPEG q75 copy)"
 SMOKE="${HGBENCH_GPU_SMOKE:-0}"

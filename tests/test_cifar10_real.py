@@ -175,7 +175,7 @@ def test_gpu_reference_script_in_smoke_mode_writes_and_packs_the_report(tmp_path
     )
     log = (out / "gpu_reference.log").read_text()
     assert proc.returncode == 0, log[-3000:]
-    for part in ("setup", "grid", "bare_loop"):
+    for part in ("setup", "grid", "bare_loop", "papers"):
         assert f"part {part}: ok" in log, log[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["cifar10_gpu.tar.gz", "gpu_reference.log"]
     with tarfile.open(out / "cifar10_gpu.tar.gz") as tar:
@@ -183,8 +183,27 @@ def test_gpu_reference_script_in_smoke_mode_writes_and_packs_the_report(tmp_path
         readme = tar.extractfile("cifar10_gpu/README.md").read().decode()
         title = tar.extractfile("cifar10_gpu/report.md").read().decode().splitlines()[0]
     assert {"cifar10_gpu/results.jsonl", "cifar10_gpu/report.md"} <= names
+    for suite in ("ntk-vs-full-gpu", "augnet-gpu"):  # part 4: the papers' CIFAR-scale claims
+        assert f"cifar10_gpu/papers/{suite}/results.jsonl" in names
     assert "CIFAR-10 (JPEG q75 copy)" in readme and "CIFAR-10 (JPEG q75 copy)" in title
     assert "ratio harness/bare" in readme  # the bare-loop comparison made it into the header
     rows = [json.loads(line) for line in (report / RESULTS_FILE).read_text().splitlines()]
     final = [r for r in rows if r["final"]]
     assert len(final) == 2 and all(r["status"] == Status.OK.value for r in final)
+
+
+def test_gpu_reference_script_refuses_a_report_folder_that_holds_rows(tmp_path: Path) -> None:
+    """Run into a folder with rows, the runner would resume from them and mix two runs."""
+    report = tmp_path / "cifar10_gpu"
+    report.mkdir()
+    (report / RESULTS_FILE).write_text('{"cell": "x"}\n')
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "HGBENCH_GPU_REPORT": str(report)}
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_reference.sh"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "already holds results" in proc.stderr
+    assert (report / RESULTS_FILE).read_text() == '{"cell": "x"}\n'
