@@ -41,7 +41,8 @@ K_NEUMANN, K_CG, K_UNROLL = 5, 20, 20
 
 def tse_table(name: str, device: torch.device, dtype: torch.dtype, rounds: int) -> dict:
     """Median seconds of every operation and hypergradient on model `name`, and the step's."""
-    from peers import UnrollCase, build, digits, hgbench_unroll, log_wd, side_by_side
+    from peers import build, digits, log_wd, side_by_side
+    from unroll_vs_higher import UnrollCase, hgbench_unroll
 
     model = build(name, device, dtype)
     x, y, xv, yv = digits(100, 100, device, dtype)
