@@ -19,6 +19,7 @@ import torch
 
 from hgbench.cli import main
 from hgbench.method import METHODS, Estimate, Method, Objective, register_method
+from hgbench.plugins import load_plugins
 from hgbench.report.load import load_rows
 from hgbench.report.scaling import (
     count_table,
@@ -31,6 +32,7 @@ from hgbench.report.scaling import (
     write_scaling_report,
 )
 from hgbench.scaling.cli import record_run
+from hgbench.scaling.counts import operation_count
 from hgbench.scaling.run import Options, Sweeper
 from hgbench.scaling.sweep import (
     OWN_HPARAMS,
@@ -289,6 +291,46 @@ def test_out_of_time_and_memory_are_failed_points_and_drawn(tmp_path, tiny_task)
     # resuming runs nothing again
     counts = Sweeper(ResultStore(tmp_path), options, log=open("/dev/null", "w")).run(sleepy)
     assert counts == {}
+
+
+def test_marglik_counts_add_their_own_units_at_the_cells_settings() -> None:
+    units = {"lfit": 2.0, "ldet": 3.0, "lgrad": 4.0}
+    covered = {"fit_points": 50, "outputs": 10}
+    ntk = {"block_size": 64, "structure": "kernel"}
+    cases = {"none": "a 500 × 500 kernel", "single": "a 50 × 50 kernel",
+             "independent": "10 kernels of 50 × 50"}  # fmt: skip
+    for split, kernel in cases.items():
+        count = operation_count("laplace_ntk", {**ntk, "split": split}, units, covered)
+        assert count is not None and count.tse == 9.0
+        assert kernel in count.formula and "M = 64" in count.formula
+    full = operation_count("laplace_full", {"structure": "kron"}, units, covered)
+    assert full is not None and full.tse == 9.0 and "kron on 50 points (all N)" in full.formula
+    assert "lfit + ldet + lgrad = 2 + 3 + 4 (" in full.formula
+    # the task's units alone (no marglik units measured): no count, not a wrong one
+    assert operation_count("laplace_full", {"structure": "kron"}, {"f": 1.0}, covered) is None
+
+
+def test_marglik_cells_time_their_units_and_get_a_count(tmp_path, tiny_task) -> None:
+    load_plugins()
+    options = Options(limit_s=60.0, mem_limit_mb=None, repeats=1)
+    points = [
+        Point(Axis.BLOCK, 8, "laplace_ntk", tiny_task, "laplace_ntk",
+              METHODS["laplace_ntk"](block_size=8).method_params(), {}),
+        Point(Axis.WIDTH, 1, "laplace_full", tiny_task, "laplace_full",
+              METHODS["laplace_full"](structure="diag").method_params(), {}),
+    ]  # fmt: skip
+    Sweeper(ResultStore(tmp_path), options, log=open("/dev/null", "w")).run(points)
+    rows = load_rows(tmp_path)
+    assert list(rows["status"]) == ["ok", "ok"], list(rows["error"])
+    for row, points_fitted in zip(rows.itertuples(), (8, 40), strict=True):
+        extra = row.extra
+        units = extra["method_units_tse"]
+        assert set(units) == {"lfit", "ldet", "lgrad"} and min(units.values()) > 0
+        assert extra["units_covered"] == {"fit_points": points_fitted, "outputs": 10}
+        assert extra["op_count_tse"] == pytest.approx(sum(units.values()))
+        assert extra["op_ratio"] == pytest.approx(row.hg_tse / extra["op_count_tse"])
+        assert f"on {points_fitted} points" in extra["op_formula"]
+    assert "lfit" in write_scaling_report(tmp_path).read_text()
 
 
 def test_scaling_command_checks_its_input_before_work(tmp_path, capsys) -> None:

@@ -48,7 +48,12 @@ UNITS_TEXT = (
     "Counts are in TSE, from units timed on the same model outside the method's clock: f a "
     "full-batch training gradient, g a validation gradient, b a full-batch gradient kept as a "
     "graph, h one product through it (a Hessian-vector or mixed product), j one forward-over-"
-    "reverse HVP (torch.func), bm and hm b and h on one minibatch (hgbench/scaling/counts.py)."
+    "reverse HVP (torch.func), bm and hm b and h on one minibatch (hgbench/scaling/counts.py); "
+    "for the marginal-likelihood bounds, at each cell's own settings, lfit the curvature fit on "
+    "the points the estimate covers (one block of M for laplace_ntk, all N for laplace_full: "
+    "per-example Jacobian rows and what the structure sums of them), ldet its log-determinant "
+    "with the prior (for the kernel a Cholesky of the M·C × M·C matrix) and lgrad the backward to "
+    "the hparams (hgbench/scaling/marglik.py)."
 )
 
 

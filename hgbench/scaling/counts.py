@@ -11,9 +11,12 @@ in training-step equivalents (TSE: one `fixed` minibatch step of the task is 1):
     bm    `b` on one minibatch of the task's batch size
     hm    `h` on one minibatch
 
-A method's count combines them the way its algorithm does (`COUNTS`, one formula per registered
-method that has one); the report sets the measured TSE beside it. Marginal-likelihood methods
-have no formula: their cost is per-example Jacobians and log-determinants, not these pieces.
+The marginal-likelihood methods' cost is per-example Jacobians and log-determinants, not these
+pieces: their units (`lfit`, `ldet`, `lgrad`: the curvature fit on the points the estimate
+covers, its log-det, the backward to the hparams) are timed per cell, at its settings
+(hgbench.scaling.marglik). A method's count combines the units the way its algorithm does
+(`COUNTS`, one formula per registered method that has one); the report sets the measured TSE
+beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 
 from hgbench.functional import LinearizedGradient, hvp
 from hgbench.method import ProbeState
+from hgbench.scaling.marglik import MARGLIK_METHODS, MARGLIK_UNITS
 from hgbench.task import Problem
 from hgbench.timing import synchronize
 
@@ -153,6 +157,24 @@ def _exact(s: dict[str, Any], u: dict[str, float], c: dict[str, Any]) -> Count:
     return _implicit(int(c["n_params"]), u, "P")
 
 
+def _text(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _laplace(what: str, s: dict[str, Any], u: dict[str, float], c: dict[str, Any]) -> Count:
+    n, k = int(c["fit_points"]), int(c["outputs"])
+    structure = _text(s.get("structure", "kernel"))
+    split = _text(s.get("split", "none"))
+    shape = f"{structure} on {n} points ({what})"
+    if structure == "kernel" and split == "independent":
+        shape += f", {k} kernels of {n} × {n}"
+    elif structure == "kernel":
+        rows = n if split.startswith("single") else n * k
+        shape += f", a {rows} × {rows} kernel"
+    parts = " + ".join(f"{u[k]:.3g}" for k in MARGLIK_UNITS)
+    return Count(sum(u[k] for k in MARGLIK_UNITS), f"lfit + ldet + lgrad = {parts} ({shape})")
+
+
 COUNTS: dict[str, Formula] = {
     "ift_neumann": lambda s, u, c: _implicit(int(s["terms"]), u, "terms"),
     "ift_identity": lambda s, u, c: _implicit(0, u, "0"),
@@ -172,6 +194,8 @@ COUNTS: dict[str, Formula] = {
     "drmad": _reversal,
     "pes": _pes,
     "hypergradient_descent": _hd,
+    "laplace_ntk": lambda s, u, c: _laplace(f"one block, M = {s['block_size']}", s, u, c),
+    "laplace_full": lambda s, u, c: _laplace("all N", s, u, c),
 }
 
 
@@ -179,8 +203,11 @@ def operation_count(
     method: str, settings: dict[str, Any], units: dict[str, float] | None, context: dict[str, Any]
 ) -> Count | None:
     """The method's count at these settings, or None (no formula, or no units measured).
-    `context`: n_params, n_hparams_estimated and the estimate's `extra` (solver iterations)."""
+    `context`: n_params, n_hparams_estimated, the estimate's `extra` (solver iterations) and,
+    for the marginal-likelihood methods, what their units covered (fit_points, outputs)."""
     formula = COUNTS.get(method)
     if formula is None or not units:
+        return None
+    if method in MARGLIK_METHODS and not all(k in units for k in MARGLIK_UNITS):
         return None
     return formula(settings, units, context)

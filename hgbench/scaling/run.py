@@ -237,7 +237,10 @@ def _ok_row(row, point: Point, outcome: Outcome, units) -> dict[str, Any]:
         mem_method=r["mem_method"],
         method=r["method_extra"],
     )
-    context = {**r, **(r["method_extra"] or {})}
+    if r.get("method_units"):  # the marginal-likelihood methods' own units, at this cell
+        extra.update(method_units_tse=r["method_units"], units_covered=r["units_covered"])
+        units = {**(units or {}), **r["method_units"]}
+    context = {**r, **(r["method_extra"] or {}), **(r.get("units_covered") or {})}
     count = operation_count(point.method, point.method_params, units, context)
     if count is not None:
         extra.update(

@@ -2,7 +2,8 @@
 
 The worker builds the problem, times the task's `fixed` training step (the TSE unit), optionally
 times the units of the operation counts (hgbench.scaling.counts), puts the method at a cost
-state and measures its hypergradient:
+state and measures its hypergradient (then, for the marginal-likelihood methods, their own
+units at the cell's settings, hgbench.scaling.marglik, outside the method's clock):
 
 1. the first call (cold, in a process that has run no other hypergradient) is the memory
    region: its peak over the RSS just before it (hgbench.scaling.memory);
@@ -35,6 +36,7 @@ from hgbench.calibration import drift, step_time
 from hgbench.guards import error_text
 from hgbench.method import METHODS, Method, ProbeState
 from hgbench.scaling.counts import measure_units
+from hgbench.scaling.marglik import MARGLIK_METHODS, measure_marglik_units
 from hgbench.scaling.memory import PeakRegion, is_out_of_memory, limit_address_space
 from hgbench.task import Problem, Task
 from hgbench.timing import synchronize
@@ -128,6 +130,14 @@ def measure(job: CellJob, send) -> None:
             _, seconds = _timed(call, device)
             send(("called", i, seconds))
             warm.append(seconds)
+    method_units = covered = None
+    if job.method in MARGLIK_METHODS:  # their units depend on the cell's settings: every cell
+        send(("phase", "marginal-likelihood units"))
+        measured = measure_marglik_units(
+            job.method, method, problem, state, step_s, job.repeats, job.single_call_s
+        )
+        assert measured is not None
+        method_units, covered = measured
     send(("phase", "calibration"))
     end_step_s = step_time(problem)
     memory = region.result
@@ -153,6 +163,8 @@ def measure(job: CellJob, send) -> None:
                 "finite": finite,
                 "value": est.value,
                 "method_extra": est.extra,
+                "method_units": method_units,
+                "units_covered": covered,
             },
         )
     )
