@@ -73,7 +73,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("status", _BOTH, "`ok`, `failed`, `timeout` or `skipped`"),
     Column("error", _BOTH, "the error or skip reason"),
     Column("time_s", _BOTH, "timed seconds spent by the method so far in this cell"),
-    Column("peak_mem_mb", _BOTH, "peak memory of the cell"),
+    Column("peak_mem_mb", _BOTH, "peak memory of the cell (CPU: RSS added over its start)"),
     Column("device", _BOTH, "the device"),
     Column("dtype", _BOTH, "the floating-point type"),
     Column("env", _BOTH, "versions, git sha, host, threads, device name, which GPU"),

@@ -2,8 +2,11 @@
 
 On a GPU every timer boundary synchronises the device, so queued kernels are charged to the region
 that launched them. Peak memory on a GPU is `torch.cuda.max_memory_allocated` after a reset at the
-start of the measured region; on a CPU it is the process's peak resident set size (ru_maxrss), a
-high-water mark of the whole process, not of one cell.
+start of the measured region. On a CPU it is the peak resident set size during the region minus
+the resident set size at its start: free heap is handed back to the kernel and the kernel's RSS
+high-water mark reset when the region starts (hgbench.scaling.memory, Linux), so cells run one
+after another in one process compare. Where the reset is unavailable it is the process's lifetime
+peak (ru_maxrss), an upper bound that no longer tells cells apart.
 """
 
 from __future__ import annotations
@@ -46,17 +49,29 @@ class Stopwatch:
 
 
 class PeakMemory:
-    """Peak memory in MB over a region: GPU allocator peak, or the CPU process's peak RSS."""
+    """Peak memory in MB over a region: the GPU allocator's peak, or on a CPU the RSS peak the
+    region added to what was resident at its `reset` (see the module docstring)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self._base: float | None = None  # RSS at reset, when the high-water mark was reset
 
     def reset(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        from hgbench.scaling.memory import release_free_memory, reset_peak_rss, rss_mb
+
+        release_free_memory()
+        self._base = rss_mb() if reset_peak_rss() else None
 
     def read_mb(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
+        from hgbench.scaling.memory import rss_high_water_mb
+
+        hwm = rss_high_water_mb() if self._base is not None else None
+        if hwm is not None:
+            return max(hwm - self._base, 0.0)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB else

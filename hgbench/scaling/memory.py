@@ -55,6 +55,12 @@ def rss_mb() -> float:
     return kb / 1024 if kb is not None else lifetime_peak_mb()
 
 
+def rss_high_water_mb() -> float | None:
+    """The kernel's RSS high-water mark (MB) since its last reset; None where /proc is missing."""
+    kb = _status_kb("VmHWM")
+    return None if kb is None else kb / 1024
+
+
 def lifetime_peak_mb() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / MB if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB else
