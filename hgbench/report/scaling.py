@@ -53,7 +53,9 @@ UNITS_TEXT = (
     "the points the estimate covers (one block of M for laplace_ntk, all N for laplace_full: "
     "per-example Jacobian rows and what the structure sums of them), ldet its log-determinant "
     "with the prior (for the kernel a Cholesky of the M·C × M·C matrix) and lgrad the backward to "
-    "the hparams (hgbench/scaling/marglik.py)."
+    "the hparams (hgbench/scaling/marglik.py): the method's own pieces timed apart, so their "
+    "count checks that nothing else costs and shows which piece dominates, not an independent "
+    "model of it."
 )
 
 
