@@ -12,38 +12,29 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
-from hgbench.report.configs import method_family, ordered_methods
 from hgbench.report.load import load_rows
 from hgbench.report.markdown import markdown_table, one_line
-from hgbench.report.style import MARKERS, figure, log_axis
-from hgbench.schema import Status
+from hgbench.report.scaling_data import (  # noqa: F401  (re-exported: the report's public names)
+    AXES,
+    AXIS_X,
+    FIGURES_DIR,
+    FLAG_RATIO,
+    MEM_FIT_MB,
+    REPORT_FILE,
+    RUNS_FILE,
+    Slope,
+    _size,
+    fit_slope,
+    scaling_points,
+)
+from hgbench.report.scaling_deviations import deviation_reasons  # noqa: F401
+from hgbench.report.scaling_figures import scaling_figure, series_order  # noqa: F401
 
-REPORT_FILE = "report.md"
-RUNS_FILE = "runs.json"  # written by hgbench.scaling.cli: each sweep's wall time and load
-FIGURES_DIR = "figures"
-COST_FAILURES = ("oom", "timeout", "beyond")  # out of time or memory, or beyond such a size
-MEM_FLOOR_MB = 0.1  # increases below this are drawn at it (log axis); slopes fit >= MEM_FIT_MB
-MEM_FIT_MB = 1.0
-FLAG_RATIO = 2.0  # measured/count beyond 2× either way is marked
-AXES = ("hparams", "width", "horizon", "block")
-AXIS_X = {
-    "hparams": "number of hyperparameters (64-1000-1000-10 MLP, 1.08 M weights)",
-    "width": "number of weights (64-w-w-10 MLP, w swept; 6 hparams)",
-    "horizon": "horizon K or T (inner steps; 64-100-100-10 MLP)",
-    "block": "block size M (points per bound; 64-100-100-10 MLP)",
-}
-LINESTYLES = ("-", "--", ":", "-.")
 UNITS_TEXT = (
     "Counts are in TSE, from units timed on the same model outside the method's clock: f a "
     "full-batch training gradient, g a validation gradient, b a full-batch gradient kept as a "
@@ -57,192 +48,6 @@ UNITS_TEXT = (
     "count checks that nothing else costs and shows which piece dominates, not an independent "
     "model of it."
 )
-
-
-def scaling_points(rows: pd.DataFrame) -> pd.DataFrame:
-    """One record per (row, axis membership): axis, size, series, method, outcome, time, TSE,
-    memory increase, operation count. `outcome` is ok, oom, timeout, beyond (not run past a
-    size that ran out), error or n/a (the method skips this size)."""
-    records = []
-    for row in rows.itertuples(index=False):
-        extra = row.extra if isinstance(row.extra, dict) else {}
-        for member in extra.get("scaling") or []:
-            failure = extra.get("failure")
-            if row.status == Status.OK:
-                outcome = "ok"
-            elif failure in COST_FAILURES:
-                outcome = failure
-            elif row.status == Status.SKIPPED:
-                outcome = "n/a"
-            else:
-                outcome = "error"
-            records.append(
-                {
-                    "axis": member["axis"],
-                    "size": int(member["size"]),
-                    "series": member["series"],
-                    "method": row.method,
-                    "outcome": outcome,
-                    "error": row.error,
-                    "hg_time_s": row.hg_time_s,
-                    "hg_tse": row.hg_tse,
-                    "mem_mb": extra.get("mem_increase_mb"),
-                    "count_tse": extra.get("op_count_tse"),
-                    "formula": extra.get("op_formula"),
-                    "noisy": row.noisy,
-                    "load": (extra.get("load_avg") or [math.nan])[0],
-                    "step_s": getattr(row, "step_time_s", None),
-                    "n_hparams": extra.get("n_hparams"),
-                    "n_params": extra.get("n_params"),
-                }
-            )
-    columns = ["axis", "size", "series", "method", "outcome", "hg_time_s", "mem_mb", "count_tse"]
-    out = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=columns)
-    for col in ("hg_time_s", "hg_tse", "mem_mb", "count_tse", "load", "step_s"):
-        if col in out.columns:
-            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
-    return out.sort_values(["axis", "series", "size"], kind="stable").reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class Slope:
-    slope: float
-    stderr: float  # NaN with two points
-    n: int
-
-
-def fit_slope(x: Sequence[float], y: Sequence[float]) -> Slope | None:
-    """Least-squares slope of log10 y on log10 x over the finite positive pairs; None with
-    fewer than two distinct sizes."""
-    xs, ys = np.asarray(x, float), np.asarray(y, float)
-    keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
-    lx, ly = np.log10(xs[keep]), np.log10(ys[keep])
-    if np.unique(lx).size < 2:
-        return None
-    a = np.vstack([lx, np.ones_like(lx)]).T
-    coef, *_ = np.linalg.lstsq(a, ly, rcond=None)
-    n = lx.size
-    if n > 2:
-        resid = ly - a @ coef
-        stderr = math.sqrt(resid @ resid / (n - 2) / ((lx - lx.mean()) ** 2).sum())
-    else:
-        stderr = math.nan
-    return Slope(float(coef[0]), stderr, n)
-
-
-def _series_styles(points: pd.DataFrame) -> dict[str, tuple[tuple[float, ...], str, str]]:
-    """(colour, linestyle, marker) per series. A figure has one row of panels per family, so
-    colours need only differ within a family: each method of a family gets its own colour of a
-    qualitative palette (shades of one hue, as elsewhere in hgbench, blur with nine implicit
-    methods in one panel), each series of a method its own linestyle, each series of a family
-    its own marker. Call it with every axis's points, so that a series looks alike in every
-    figure."""
-    palette = [tuple(c) for c in colormaps["tab10"].colors]  # type: ignore[attr-defined]
-    styles, used, in_family, colour = {}, {}, {}, {}
-    for series in series_order(points):
-        method = points.loc[points["series"] == series, "method"].iloc[0]
-        family = method_family(method)
-        if method not in colour:
-            colour[method] = palette[sum(method_family(m) == family for m in colour) % 10]
-        k = used.get(method, 0)
-        j = in_family.get(family, 0)
-        line, marker = LINESTYLES[k % len(LINESTYLES)], MARKERS[j % len(MARKERS)]
-        styles[series] = (colour[method], line, marker)
-        used[method], in_family[family] = k + 1, j + 1
-    return styles
-
-
-def series_order(points: pd.DataFrame) -> list[str]:
-    methods = ordered_methods(points["method"].unique())
-    rank = {m: i for i, m in enumerate(methods)}
-    pairs = points[["series", "method"]].drop_duplicates()
-    return [s for s, _ in sorted(pairs.itertuples(index=False), key=lambda p: (rank[p[1]], p[0]))]
-
-
-def _panel(ax: Axes, points: pd.DataFrame, metric: str, styles, order) -> None:
-    """One metric against size; failures on the top edge (axes coordinates), each series a
-    little lower than the one before so that markers at one size do not hide each other."""
-    top = ax.get_xaxis_transform()  # x in data, y in axes fraction
-    failing = 0
-    for series in order:
-        s = points[points["series"] == series]
-        color, ls, marker = styles[series]
-        good = s[s["outcome"] == "ok"]
-        y = good[metric].to_numpy(float)
-        if metric == "mem_mb":
-            y = np.maximum(y, MEM_FLOOR_MB)
-        ax.plot(good["size"], y, color=color, linestyle=ls, marker=marker, markersize=4, lw=1.2,
-                label=series)  # fmt: skip
-        cost = s[s["outcome"].isin(COST_FAILURES)]
-        other = s[s["outcome"].isin(("error", "n/a"))]
-        if cost.empty and other.empty:
-            continue
-        height = 0.97 - 0.035 * failing
-        failing += 1
-        ax.scatter(cost["size"], np.full(len(cost), height), transform=top, marker="x", s=36,
-                   color=color, clip_on=False, zorder=3)  # fmt: skip
-        ax.scatter(other["size"], np.full(len(other), height), transform=top, marker="o", s=22,
-                   facecolors="none", edgecolors=[color], clip_on=False, zorder=3)  # fmt: skip
-
-
-def scaling_figure(points: pd.DataFrame, axis: str) -> Figure:
-    """Time (s) and memory (MB) per hypergradient against the axis's size, log-log: one row of
-    panels per method family (small multiples: one family's shades stay apart), same x."""
-    sub = points[points["axis"] == axis]
-    families = list(dict.fromkeys(method_family(m) for m in ordered_methods(sub["method"])))
-    fig = figure(2, nrows=max(len(families), 1), height=3.3, width=5.0)
-    grid = fig.subplots(max(len(families), 1), 2, squeeze=False, sharex=True)
-    if sub.empty:
-        for ax in grid.flat:
-            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
-        return fig
-    styles, order = _series_styles(points), series_order(sub)  # styles alike on every axis
-    sizes = sub["size"].to_numpy(float)
-    for (ax_t, ax_m), family in zip(grid, families, strict=True):
-        rows = sub[[method_family(m) == family for m in sub["method"]]]
-        mine = [s for s in order if s in set(rows["series"])]
-        for ax, metric, label in (
-            (ax_t, "hg_time_s", "seconds per hypergradient"),
-            (ax_m, "mem_mb", "peak memory increase (MB)"),
-        ):
-            _panel(ax, rows, metric, styles, mine)
-            ax.set_ylabel(label)
-            ax.set_xlim(sizes.min() / 1.6, sizes.max() * 1.6)
-            values = rows.loc[rows["outcome"] == "ok", metric].to_numpy(float)
-            values = values[np.isfinite(values)]
-            if metric == "mem_mb":
-                values = np.maximum(values, MEM_FLOOR_MB)
-            if values.size:  # headroom on top for the failure markers
-                ax.set_ylim(values.min() / 1.5, values.max() * 6.0)
-            log_axis(ax, "x")
-            log_axis(ax, "y")
-            ax.grid(True, which="both", alpha=0.25)
-        ax_t.set_title(f"{family.value}: time", fontsize="medium", loc="left")
-        ax_m.set_title(f"{family.value}: memory", fontsize="medium", loc="left")
-        handles = [
-            Line2D(
-                [],
-                [],
-                color=styles[s][0],
-                linestyle=styles[s][1],
-                marker=styles[s][2],
-                ms=4,
-                lw=1.2,
-                label=s,
-            )  # fmt: skip
-            for s in mine
-        ]
-        ax_m.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                    fontsize="small", frameon=False)  # fmt: skip
-    for ax in grid[-1]:
-        ax.set_xlabel(AXIS_X.get(axis, axis))
-    marks = [
-        Line2D([], [], color="grey", marker="x", ls="", label="out of time or memory (or past)"),
-        Line2D([], [], color="grey", marker="o", ls="", mfc="none", label="n/a or error"),
-    ]
-    fig.legend(handles=marks, loc="outside lower center", ncols=2, fontsize="small",
-               frameon=False)  # fmt: skip
-    return fig
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -260,10 +65,6 @@ def _fmt_slope(s: Slope | None) -> str:
         return "—"
     spread = "" if math.isnan(s.stderr) else f" ± {s.stderr:.2f}"
     return f"{s.slope:.2f}{spread} ({s.n})"
-
-
-def _size(n: float) -> str:
-    return f"{n:,.0f}" if n < 1e5 else f"{n:.2e}"
 
 
 def _not_ok_text(bad: pd.DataFrame) -> str:
@@ -345,116 +146,6 @@ def count_table(points: pd.DataFrame, axis: str) -> tuple[str, int]:
     return markdown_table(header, rows, [False, True, True, True, True, False]), flagged
 
 
-# --- why a measured cost is off its count --------------------------------------------------
-SMALL_STEP_S = 2e-3  # a training step this short: fixed per-call costs dominate
-# Known reasons, by series label (then method), for a measured TSE above (`above`) or below
-# (`below`) its count by more than FLAG_RATIO.
-ABOVE = "above"
-BELOW = "below"
-_FUNC = (
-    "each step takes its minibatch gradient by torch.func.grad and the reverse pass its "
-    "product by torch.func.vjp of that gradient, which cost about 1.3× and 1.5× the units they "
-    "are counted as (plain autograd's gradient; bm + hm) on the 100-wide MLP, about 1.1× on the "
-    "1000-wide one (benchmarks/scaling_transforms.py): part of the gap on small models"
-)
-DEVIATION_NOTES: dict[str, dict[str, str]] = {
-    "reversible_sgd": {
-        ABOVE: "every step, both ways, also runs the fixed-point arithmetic of the exact "
-        "reversal (weights and velocity as int64, the rational momentum, the rANS information "
-        "buffer's push and pop: weight-sized int64 kernels; hgbench/reversible.py), which no "
-        "unit counts: the same loop from a stored float trajectory "
-        "(reversible_sgd(exact=False)) takes about half the time on the 1000-wide MLP; and "
-        + _FUNC,
-    },
-    "reversible_sgd(exact=False)": {
-        ABOVE: "the exact reversal's loop from a stored float trajectory (no int64 "
-        "arithmetic): " + _FUNC,
-    },
-    "drmad": {ABOVE: _FUNC},
-    "ift_exact": {
-        ABOVE: "it builds the dense P × P Hessian and solves it (O(P³) flops and P² memory): "
-        "the count's P products leave the assembly and the dense solve out",
-    },
-    "ift_nystrom": {
-        ABOVE: "its `rank` Hessian columns (20 here) are one vmapped batch of products (all at "
-        "once, not the count's separate h) followed by a QR of the P × rank column block and "
-        "triangular solves (hgbench.linalg.nystrom), which the count leaves out",
-    },
-    "forward_mode": {
-        BELOW: "the n_h tangent columns go through one batched JVP per step (vmap), cheaper "
-        "than the count's n_h separate products j",
-    },
-    "hypergradient_descent": {
-        ABOVE: "its K full-batch gradients go through torch.func.grad, about 1.3× plain "
-        "autograd's (the unit f) on the 100-wide MLP, 1.1× on the 1000-wide one "
-        "(benchmarks/scaling_transforms.py): part of the gap on small models",
-    },
-}
-
-
-# Generic reasons, by letter: a cell gets every one that applies.
-GENERIC_NOTES = {
-    "S": "small model: one training step takes under {ms:g} ms, so fixed per-call costs that "
-    "the units (each timed alone, warm) leave out (Python dispatch of every tensor op, the "
-    "method's dicts of tensors, allocation) are a large share",
-    "P": "shared pieces: the count charges each piece on its own (each unit with its own "
-    "forward pass and graph); a method that shares a forward pass or a graph between pieces "
-    "comes in below it",
-    "B": "busy machine: the cell's calibration step drifted by more than 25% between its start "
-    "and end",
-    "?": "no known reason (timing noise on a shared machine?)",
-}
-
-
-def _side(ratio: float) -> str:
-    return ABOVE if ratio > 1 else BELOW
-
-
-def deviation_reasons(points: pd.DataFrame, axis: str) -> list[str]:
-    """The marked deviations of an axis explained: one bullet per series, each marked size with
-    its ratio and the letters of the generic reasons that apply (`GENERIC_NOTES`: a small
-    model's fixed costs, pieces the count charges twice, a busy machine, or none known), then
-    the method's own known reason for that side (`DEVIATION_NOTES`); a key to the letters
-    first. Empty when nothing is marked."""
-    sub = points[(points["axis"] == axis) & (points["outcome"] == "ok")]
-    bullets, used = [], set()
-    for series in series_order(sub):
-        s = sub[sub["series"] == series].sort_values("size")
-        ratio = s["hg_tse"] / s["count_tse"]
-        off = s[(ratio > FLAG_RATIO) | (ratio < 1 / FLAG_RATIO)]
-        if off.empty:
-            continue
-        method = off["method"].iloc[0]
-        notes = DEVIATION_NOTES.get(series) or DEVIATION_NOTES.get(method, {})
-        sizes, known = [], []
-        for r in off.itertuples(index=False):
-            side = _side(r.hg_tse / r.count_tse)
-            letters = []
-            if np.isfinite(r.step_s) and r.step_s < SMALL_STEP_S:
-                letters.append("S")
-            if side == BELOW and side not in notes:
-                letters.append("P")
-            if isinstance(r.noisy, bool | np.bool_) and r.noisy:
-                letters.append("B")
-            if side in notes:
-                known.append(notes[side])
-            elif not letters:
-                letters.append("?")
-            used.update(letters)
-            tag = f", {' '.join(letters)}" if letters else ""
-            sizes.append(f"{_size(r.size)} ({r.hg_tse / r.count_tse:.2f}×{tag})")
-        text = f"- **{series}** at {', '.join(sizes)}"
-        known = list(dict.fromkeys(known))
-        bullets.append(text + (f": {'; '.join(known)}." if known else "."))
-    if not bullets:
-        return []
-    ms = SMALL_STEP_S * 1e3
-    key = [f"{k}: {text.format(ms=ms)}." for k, text in GENERIC_NOTES.items() if k in used]
-    return ["Why the marked cells are off their count (letters, then each method's own reason):",
-            "", *(f"- {k}" for k in key), "", *bullets]  # fmt: skip
-
-
-# --- report.md -------------------------------------------------------------------------------
 def _loads(values: object) -> str:
     if not isinstance(values, list):
         return "?"
