@@ -62,7 +62,9 @@ class PeakMemory:
             return
         from hgbench.scaling.memory import release_free_memory, reset_peak_rss, rss_mb
 
-        release_free_memory()
+        # no full garbage collection (0.1 s a cell): what a finished cell dropped was freed by
+        # reference counting, and the trim hands it back
+        release_free_memory(collect=False)
         self._base = rss_mb() if reset_peak_rss() else None
 
     def read_mb(self) -> float:
