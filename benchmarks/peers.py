@@ -40,13 +40,13 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 import torch
 from torch import Tensor, nn
 
 from hgbench.hparams import WD_PREFIX
-from hgbench.scaling.memory import PeakRegion, limit_address_space
+from hgbench.memory import PeakRegion, limit_address_space
+from hgbench.schema import StrEnum
 from hgbench.timing import synchronize
 
 Job = Callable[[], object]
@@ -128,7 +128,7 @@ def peak_mb(job: Job, device: torch.device) -> float:
 
 def rss_peak_mb(job: Job, device: torch.device) -> float:
     """On a CPU, a second view of one call's memory: the process's peak resident set size over
-    the call minus its RSS before it (hgbench.scaling.memory.PeakRegion, as the scaling sweep
+    the call minus its RSS before it (hgbench.memory.PeakRegion, as the scaling sweep
     measures). It sees what the profiler's events miss (allocations inside torch.func
     transforms: torchopt's implicit differentiation shows 0.2 MB by events, 1.8 MB by RSS), but
     counts whole pages and not memory the allocator reuses. NaN on a GPU (the first is exact)."""

@@ -28,40 +28,31 @@ log q_part exactly. Which estimators are bounds (see `bound_kind`):
 from __future__ import annotations
 
 import math
-from enum import Enum
 
 import torch
 from torch import Tensor
 
 from hgbench.laplace.ggn import Structure
+from hgbench.schema import StrEnum
 
 
-class OutputSplit(str, Enum):
+class OutputSplit(StrEnum):
     NONE = "none"
     INDEPENDENT = "independent"
     SINGLE = "single"
     SINGLE_IID = "single_iid"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Partition(str, Enum):
+class Partition(StrEnum):
     RANDOM = "random"
     GROUPED = "grouped"  # blocks filled class by class: correlated points share a block
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class BoundKind(str, Enum):
+class BoundKind(StrEnum):
     EXACT = "exact"
     LOWER = "lower_bound"
     LOWER_IN_EXPECTATION = "lower_bound_in_expectation"
     APPROXIMATION = "approximation"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def bound_kind(structure: Structure, split: OutputSplit, all_data_one_block: bool) -> BoundKind:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
 import torch
@@ -37,17 +36,15 @@ from hgbench.laplace.logdet import (
     plus_identity,
     scaled_gram_logdet,
 )
+from hgbench.schema import StrEnum
 
 
-class Structure(str, Enum):
+class Structure(StrEnum):
     KERNEL = "kernel"
     FULL = "full"
     BLOCKDIAG = "blockdiag"
     KRON = "kron"
     DIAG = "diag"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Curvature(Protocol):
