@@ -4,18 +4,24 @@ On a GPU every timer boundary synchronises the device, so queued kernels are cha
 that launched them. Peak memory on a GPU is `torch.cuda.max_memory_allocated` after a reset at the
 start of the measured region. On a CPU it is the peak resident set size during the region minus
 the resident set size at its start: free heap is handed back to the kernel and the kernel's RSS
-high-water mark reset when the region starts (hgbench.scaling.memory, Linux), so cells run one
+high-water mark reset when the region starts (hgbench.memory, Linux), so cells run one
 after another in one process compare. Where the reset is unavailable it is the process's lifetime
 peak (ru_maxrss), an upper bound that no longer tells cells apart.
 """
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 
 import torch
+
+from hgbench.memory import (
+    lifetime_peak_mb,
+    release_free_memory,
+    reset_peak_rss,
+    rss_high_water_mb,
+    rss_mb,
+)
 
 
 def synchronize(device: torch.device) -> None:
@@ -60,8 +66,6 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return
-        from hgbench.scaling.memory import release_free_memory, reset_peak_rss, rss_mb
-
         # no full garbage collection (0.1 s a cell): what a finished cell dropped was freed by
         # reference counting, and the trim hands it back
         release_free_memory(collect=False)
@@ -70,10 +74,7 @@ class PeakMemory:
     def read_mb(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        from hgbench.scaling.memory import rss_high_water_mb
-
         hwm = rss_high_water_mb() if self._base is not None else None
         if hwm is not None:
             return max(hwm - self._base, 0.0)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB else
+        return lifetime_peak_mb()

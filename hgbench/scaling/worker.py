@@ -6,7 +6,7 @@ state and measures its hypergradient (then, for the marginal-likelihood methods,
 units at the cell's settings, hgbench.scaling.marglik, outside the method's clock):
 
 1. the first call (cold, in a process that has run no other hypergradient) is the memory
-   region: its peak over the RSS just before it (hgbench.scaling.memory);
+   region: its peak over the RSS just before it (hgbench.memory);
 2. if it took less than `single_call_s`, up to `repeats` more calls are timed and their median
    is the time per hypergradient; otherwise the first call's own time is (its one-off costs are
    negligible beside seconds of work, and a second call would double the cell's wall time).
@@ -34,10 +34,10 @@ import torch
 
 from hgbench.calibration import drift, step_time
 from hgbench.guards import error_text
+from hgbench.memory import PeakRegion, is_out_of_memory, limit_address_space
 from hgbench.method import METHODS, Method, ProbeState
 from hgbench.scaling.counts import measure_units
 from hgbench.scaling.marglik import MARGLIK_METHODS, measure_marglik_units
-from hgbench.scaling.memory import PeakRegion, is_out_of_memory, limit_address_space
 from hgbench.task import Problem, Task
 from hgbench.timing import synchronize
 from hgbench.training import SGDTrainer

@@ -1,4 +1,5 @@
-"""Peak memory of one measured region, per cell: what `peak_mem_mb` means in scaling rows.
+"""Peak memory of one measured region, per cell: what `peak_mem_mb` means in rows (the
+runner's cells through hgbench.timing.PeakMemory, the scaling sweep's through `PeakRegion`).
 
 On a CPU the number is the peak resident set size (RSS) of the cell's own worker process during
 the region, minus its RSS just before it: memory the region itself touched, in a process that ran
