@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from hgbench.extras import exit_unless
 from hgbench.functional import cosine_and_rel_err, flatten
 from hgbench.implicit import implicit_hypergradient
 from hgbench.linalg import cg
@@ -151,6 +152,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--batch", type=int, default=100)
     args = p.parse_args()
+    exit_unless("peers", "benchmarks/ift_vs_torchopt.py", ("torchopt",))
     load_plugins()
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"device: {name}; CG {args.iterations} iterations; batch {args.batch}")

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from hgbench.extras import exit_unless
 from hgbench.hparams import WD_PREFIX
 from hgbench.memory import PeakRegion, limit_address_space
 from hgbench.schema import StrEnum
@@ -298,6 +299,11 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds of the wall clock or of the process's CPU time (default: cpu on a CPU)",
     )
     args = parser.parse_args(argv)
+    parts = args.parts.split(",")
+    # each part's peers, checked before any work (the laplace part lists a backend that is
+    # missing as such, so only laplace-torch itself is required)
+    needs = {"unroll": ("higher", "torchopt"), "ift": ("torchopt",), "laplace": ("laplace",)}
+    exit_unless("peers", "benchmarks/peers.py", tuple(m for p in parts for m in needs.get(p, ())))
     # run as a script this module is __main__: the parts' `from peers import ...` must find this
     # one (its `clock`), not load a second copy
     sys.modules.setdefault("peers", sys.modules[__name__])
@@ -316,7 +322,6 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.rounds} alternating rounds, {chosen.value} clock, load average "
         f"{os.getloadavg()[0]:.2f} at the start"
     )
-    parts = args.parts.split(",")
     models = args.models.split(",")
     rows: list[Row] = []
     for name in models:

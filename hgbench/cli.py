@@ -355,6 +355,10 @@ def _report(out: Path, export: str | None = None) -> Path:
 def _report_command(args: argparse.Namespace) -> int:
     from hgbench.store import ResultStore
 
+    if args.export is not None:
+        from hgbench.report.export import check_format
+
+        check_format(args.export)  # before anything is read: parquet needs pyarrow
     path = results_path(args.dir)  # an archived reference run ships results.jsonl.gz
     try:
         read = ResultStore(args.dir).read() if path.name == RESULTS_FILE else read_results(path)
@@ -363,10 +367,6 @@ def _report_command(args: argparse.Namespace) -> int:
     if not path.exists():
         raise UsageError(f"no {RESULTS_FILE} in {args.dir}")
     _writable_dir(args.dir, "report")
-    if args.export is not None:
-        from hgbench.report.export import check_format
-
-        check_format(args.export)  # before the report is written: parquet needs pyarrow
     if read.n_skipped:
         print(f"warning: {path}: {read.summary()}", file=sys.stderr)
     print(f"report: {_report(args.dir, args.export)}")

@@ -25,10 +25,9 @@ from typing import Any, TextIO
 import torch
 
 from hgbench.errors import UsageError
+from hgbench.extras import require
 from hgbench.runner import Cell, Runner, RunOptions
 from hgbench.schema import Status
-
-RAY_MISSING = '--executor ray needs Ray, which is not installed: pip install -e ".[ray]"'
 
 
 @dataclass(frozen=True)
@@ -84,10 +83,9 @@ class LocalExecutor:
 # --- Ray -----------------------------------------------------------------------------------------
 def import_ray() -> Any:
     """Ray, or a UsageError naming the extra to install (checked before any work starts)."""
-    try:
-        import ray
-    except ImportError:
-        raise UsageError(RAY_MISSING) from None
+    require("ray", "--executor ray")
+    import ray
+
     return ray
 
 

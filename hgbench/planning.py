@@ -135,8 +135,7 @@ def check_requirements(name: str) -> None:
     for package in METHODS[name].requires:
         if importlib.util.find_spec(package) is None:
             raise UsageError(
-                f"method {name!r} needs {package}, which is not installed: "
-                f'pip install -e ".[{package}]"'
+                f"method {name!r} needs {package}, which is not installed: pip install {package}"
             )
 
 

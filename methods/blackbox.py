@@ -147,16 +147,14 @@ class TPE(_Search):
     at random) over the task's searchable hparams (one value per tensor, uniform in each
     hparam's range); each trial trains in rungs of `min_share` × eta^k of the cell's budget up
     to `max_share`, reporting its validation loss, and Optuna's successive-halving pruner stops
-    the unpromising ones. Trials continue until the cell's budget is spent. Needs the extra
-    `optuna` (`pip install -e ".[optuna]"`).
+    the unpromising ones. Trials continue until the cell's budget is spent. Optuna is a core
+    dependency: the default suite runs this method.
     """
 
     startup_trials: int = 4
     eta: int = 3
     max_share: float = 1 / 3  # of the cell's budget, for one trial at most
     min_share: float = 1 / 81
-
-    requires = ("optuna",)
 
     def __post_init__(self) -> None:
         if self.startup_trials < 1 or self.eta < 2:

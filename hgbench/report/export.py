@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from hgbench.errors import UsageError
+from hgbench.extras import require
 from hgbench.report.configs import method_family, with_labels
 from hgbench.report.load import load_rows
 from hgbench.schema import COLUMN_NAMES
@@ -86,13 +87,8 @@ def check_format(fmt: str) -> None:
     """UsageError unless `fmt` can be written here (call it before any work)."""
     if fmt not in FORMATS:
         raise UsageError(f"--export must be one of {list(FORMATS)}, got {fmt!r}")
-    if fmt == "parquet":
-        try:
-            import pyarrow  # noqa: F401 - pandas would name fastparquet too; we support pyarrow
-        except ImportError:
-            raise UsageError(
-                '--export parquet needs pyarrow: pip install "hgbench[parquet]" (or pyarrow)'
-            ) from None
+    if fmt == "parquet":  # pandas would name fastparquet too; we support pyarrow
+        require("parquet", "--export parquet")
 
 
 def export_rows(out_dir: Path, fmt: str) -> Path:
