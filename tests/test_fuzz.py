@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from hgbench.cli import main  # noqa: E402
@@ -242,6 +242,7 @@ def _damage(data: bytes, how: str, at: int, byte: int) -> bytes:
 def test_damaged_results_never_crash_a_reader(
     capsys, stored: Path, tmp_path_factory, how: str, at: int, byte: int
 ) -> None:
+    event(f"damage: {how}")  # --hypothesis-show-statistics counts each kind
     out = tmp_path_factory.mktemp("damaged")
     shutil.copytree(stored, out, dirs_exist_ok=True)
     results = out / RESULTS_FILE
@@ -366,6 +367,7 @@ def test_damaged_cifar_data_exits_2(
     method=st.sampled_from(["fixed", "ift_neumann"]),
 )
 def test_diverging_settings_end_failed_not_ok(capsys, tmp_path_factory, lr: str, method: str):
+    event(f"lr={lr} {method}")
     out = tmp_path_factory.mktemp("diverged")
     argv = ["run", "--tasks", "digits_mlp", "--methods", method, "--seeds", "0", "--no-report"]
     res = _call(
