@@ -16,6 +16,7 @@ from hgbench.schema import (
     RESULTS_FILE,
     ResultsFileError,
     Status,
+    UnreadableFinal,
     is_final,
     read_results,
     results_path,
@@ -38,31 +39,44 @@ def findings(out_dir: Path) -> list[str]:
             f"{path}: the last line is torn (a write was cut short); a resumed run moves it aside"
         )
     attempts: dict[tuple[str, str], bool] = {}
-    latest: dict[str, dict] = {}
     completed: Counter[str] = Counter()
     for row in read.rows:
         key = (row["cell"], row["attempt"])
         attempts[key] = attempts.get(key, False) or is_final(row)
-        if is_final(row):
-            latest[row["cell"]] = row
-            completed[row["cell"]] += 1
+        completed[row["cell"]] += is_final(row)
+    for bad in read.unreadable_finals:  # completed, though its outcome is unreadable
+        attempts[(bad.cell, bad.attempt)] = True
+        completed[bad.cell] += 1
+    latest = read.latest_finals()
     interrupted = sum(1 for done in attempts.values() if not done)
     if interrupted:
         found.append(
             f"{interrupted} interrupted attempt(s) without a final row (ignored by "
             "readers; a rerun repeats those cells)"
         )
+    unreadable = [c for c, r in latest.items() if isinstance(r, UnreadableFinal)]
+    if unreadable:
+        bad = latest[unreadable[0]]
+        assert isinstance(bad, UnreadableFinal)
+        found.append(
+            f"{len(unreadable)} cell(s) whose latest final row is unreadable ({bad.reason}): "
+            f"not counted, and a resumed run runs them again, e.g. {unreadable[0]}"
+        )
+    replaced = len(read.unreadable_finals) - len(unreadable)
+    if replaced:
+        found.append(f"{replaced} unreadable final row(s) replaced by a later attempt")
     repeated = sum(1 for n in completed.values() if n > 1)
     if repeated:
         found.append(f"{repeated} cell(s) completed more than once (the latest attempt counts)")
+    rows = {c: r for c, r in latest.items() if isinstance(r, dict)}
     for status in (Status.FAILED, Status.TIMEOUT):
-        cells = [c for c, r in latest.items() if r["status"] == status.value]
+        cells = [c for c, r in rows.items() if r["status"] == status.value]
         if cells:
             found.append(
                 f"{len(cells)} cell(s) {status.value} (rerun them with "
                 f"--retry-failed), e.g. {cells[0]}"
             )
-    noisy = [c for c, r in latest.items() if r.get("noisy") is True]
+    noisy = [c for c, r in rows.items() if r.get("noisy") is True]
     if noisy:
         found.append(
             f"{len(noisy)} cell(s) timed while the machine's speed changed (noisy; "

@@ -3,7 +3,9 @@
 Every cell's work is measured the same way (`hgbench.timing`), its cost is also expressed in
 training-step equivalents (`hgbench.calibration`), every outcome becomes rows in the store
 (`hgbench.store`), and nothing a method does (raise, NaN, diverge, OOM, hang past `timeout_s`)
-stops the suite: it becomes a row with status `failed` or `timeout`.
+stops the suite: it becomes a row with status `failed` or `timeout`. A run whose validation
+loss or objective grows far beyond its start (`hgbench.guards.DivergenceGuard`) fails as
+diverged.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from hgbench.calibration import NOISE_THRESHOLD, drift, step_time
 from hgbench.envinfo import environment, software_env
 from hgbench.errors import DivergedError
 from hgbench.estimates import estimate_record, save_estimates
-from hgbench.guards import CellTimeout, check_finite, copy_checkpoint, deadline, error_text
+from hgbench.guards import (
+    CellTimeout,
+    DivergenceGuard,
+    check_finite,
+    copy_checkpoint,
+    deadline,
+    error_text,
+)
 from hgbench.hparams import HParams, HParamSpace
 from hgbench.method import METHODS, Budget, Checkpoint, Estimate, Method, Objective, Reference
 from hgbench.probe import compare, probe_reference
@@ -252,6 +261,7 @@ class Runner:
         # params in place) so that the last one gets its full evaluation once the run ends.
         latest: tuple[Checkpoint, bool] | None = None  # (copy, whether its row is pending)
         evaluated_upto: float | None = None
+        guard = DivergenceGuard()
         steps = method.run(problem, budget)
         first = True  # the segment up to the first checkpoint (initial state) is set-up: untimed
         try:
@@ -273,8 +283,11 @@ class Runner:
                     ckpt.epoch // task.eval_every > evaluated_upto // task.eval_every
                 )
                 if due:
-                    self._emit(pending, self._run_row(base, problem, ckpt, watch, mem, subset))
+                    row = self._run_row(base, problem, ckpt, watch, mem, subset)
+                    self._emit(pending, row)  # stored, so a diverged cell's rows show the loss
+                    guard.check("val_loss", row["val_loss"], ckpt.step)
                     evaluated_upto = ckpt.epoch
+                guard.check("objective", ckpt.objective, ckpt.step)
                 latest = (copy_checkpoint(ckpt), due) if subset or not due else None
                 if budget.over():
                     break
@@ -287,6 +300,7 @@ class Runner:
                 pending[:] = [row]  # the same checkpoint, now evaluated in full
             else:
                 self._emit(pending, row)
+            guard.check("val_loss", row["val_loss"], ckpt.step)
 
     def _run_row(self, base, problem, ckpt, watch, mem, subset: bool) -> dict[str, Any]:
         metrics = problem.evaluate(ckpt.params, ckpt.hparams, "test", subset=subset)

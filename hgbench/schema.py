@@ -182,6 +182,17 @@ def is_final(row: dict[str, Any]) -> bool:
     return row.get("final") is True
 
 
+@dataclass(frozen=True)
+class UnreadableFinal:
+    """A skipped line that still names its cell and says `final: true` (e.g. its `status` was
+    lost): the attempt completed, but its outcome is unknown, so the cell counts as unfinished."""
+
+    cell: str
+    attempt: str
+    reason: str
+    after: int  # how many usable rows precede it in the file
+
+
 @dataclass
 class ReadResult:
     """The usable rows of a results file, in file order, and what was skipped and why."""
@@ -189,6 +200,7 @@ class ReadResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> lines
     torn_tail: bool = False  # the last line has no newline (a write cut short)
+    unreadable_finals: list[UnreadableFinal] = field(default_factory=list)  # among the skipped
 
     @property
     def n_skipped(self) -> int:
@@ -200,7 +212,32 @@ class ReadResult:
             return ""
         why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
         s = "s" if self.n_skipped > 1 else ""
-        return f"{self.n_skipped} damaged line{s} skipped ({why})"
+        finals = len(self.unreadable_finals)
+        of_cells = (
+            f"; {finals} of them a cell's final row (that attempt does not count; a resumed run "
+            "runs the cell again unless a later attempt replaced it)"
+            if finals
+            else ""
+        )
+        return f"{self.n_skipped} damaged line{s} skipped ({why}){of_cells}"
+
+    def latest_finals(self) -> dict[str, dict[str, Any] | UnreadableFinal]:
+        """Per cell, the final row of its latest completed attempt in file order, or the
+        `UnreadableFinal` where that row was damaged (every reader's notion of a cell's outcome:
+        resume, `check` and the report)."""
+        latest: dict[str, dict[str, Any] | UnreadableFinal] = {}
+        damaged = iter(self.unreadable_finals)
+        nxt = next(damaged, None)
+        for i, row in enumerate(self.rows):
+            while nxt is not None and nxt.after <= i:
+                latest[nxt.cell] = nxt
+                nxt = next(damaged, None)
+            if is_final(row):
+                latest[row["cell"]] = row
+        while nxt is not None:
+            latest[nxt.cell] = nxt
+            nxt = next(damaged, None)
+        return latest
 
 
 class ResultsFileError(Exception):
@@ -211,7 +248,8 @@ def read_results(path: Path | str) -> ReadResult:
     """Every usable row of a results file (see `row_problem`); a missing file has none.
 
     Tolerant by design: a line that is not UTF-8, not JSON, not an object, or lacks a required
-    field is skipped and counted under its reason. A path that exists but is not a readable
+    field is skipped and counted under its reason; a skipped row that still names its cell and
+    is final is also listed in `unreadable_finals`. A path that exists but is not a readable
     file raises ResultsFileError.
     """
     path = Path(path)
@@ -245,6 +283,11 @@ def read_results(path: Path | str) -> ReadResult:
         problem = row_problem(obj)
         if problem is not None:
             result.skipped[problem] += 1
+            if isinstance(obj, dict) and is_final(obj) and isinstance(obj.get("cell"), str):
+                attempt = str(obj.get("attempt"))
+                result.unreadable_finals.append(
+                    UnreadableFinal(obj["cell"], attempt, problem, len(result.rows))
+                )
             continue
         result.rows.append(obj)
     return result

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hgbench.errors import UsageError
-from hgbench.schema import RESULTS_FILE, ReadResult, Status, is_final, read_results
+from hgbench.schema import RESULTS_FILE, ReadResult, Status, read_results
 
 LOCK_FILE = ".hgbench.lock"
 
@@ -43,21 +43,20 @@ def _clean(value: Any) -> Any:
 
 
 def finished_cells(
-    rows: list[dict[str, Any]], retry_failed: bool = False, rerun_noisy: bool = False
+    read: ReadResult, retry_failed: bool = False, rerun_noisy: bool = False
 ) -> set[str]:
-    """Cells with a completed attempt (a final row). With `retry_failed`, not those whose latest
-    completed attempt failed or timed out, and with `rerun_noisy` not those whose latest was
-    flagged noisy: they run again, and their old rows stop counting once the new attempt
-    completes (readers use each cell's latest completed attempt)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if is_final(row):
-            latest[row["cell"]] = row
+    """Cells with a completed attempt (a final row). Not those whose latest final row is
+    unreadable (its outcome is unknown); with `retry_failed`, not those whose latest completed
+    attempt failed or timed out, and with `rerun_noisy` not those whose latest was flagged
+    noisy: they run again, and their old rows stop counting once the new attempt completes
+    (readers use each cell's latest completed attempt)."""
     again = {Status.FAILED.value, Status.TIMEOUT.value} if retry_failed else set()
     return {
         cell
-        for cell, row in latest.items()
-        if row["status"] not in again and not (rerun_noisy and row.get("noisy") is True)
+        for cell, row in read.latest_finals().items()
+        if isinstance(row, dict)
+        and row["status"] not in again
+        and not (rerun_noisy and row.get("noisy") is True)
     }
 
 
@@ -70,7 +69,7 @@ class ResultStore:
         return read_results(self.path)
 
     def finished_cells(self, retry_failed: bool = False, rerun_noisy: bool = False) -> set[str]:
-        return finished_cells(self.read().rows, retry_failed, rerun_noisy)
+        return finished_cells(self.read(), retry_failed, rerun_noisy)
 
     def repair_tail(self) -> Path | None:
         """Move a torn last line (a write cut short by a kill) aside, so the file stays valid

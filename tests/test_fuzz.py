@@ -3,7 +3,9 @@ line and no traceback, before any work, and stored rows are never changed by it.
 
 Generated (hypothesis): flags with ill-typed or out-of-range values, `--set` items with values of
 the wrong type for their field, damaged results files (bytes flipped, lines cut, JSON of the wrong
-shape) under `report`, `check` and a resumed `run`, and damaged CIFAR-10 data directories.
+shape, a final row without its status) under `report`, `check` and a resumed `run`, damaged
+CIFAR-10 data directories, and hostile learning rates that train to garbage while every number
+stays finite (each must end a `failed` row, diverged, never an `ok` result).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from hgbench.cli import main  # noqa: E402
+from hgbench.report.load import load_rows  # noqa: E402
 from hgbench.schema import RESULTS_FILE  # noqa: E402
+from hgbench.store import read_rows  # noqa: E402
 
 FUZZ = settings(
     max_examples=120,
@@ -33,8 +37,8 @@ BAD_NUMBERS = ["-1", "0", "nan", "inf", "-inf", "1e999", "abc", "", " ", "1,2", 
 
 
 class Outcome:
-    def __init__(self, code: int, err: str) -> None:
-        self.code, self.err = code, err
+    def __init__(self, code: int, err: str, out: str = "") -> None:
+        self.code, self.err, self.out = code, err, out
 
 
 def _call(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Outcome:
@@ -43,9 +47,9 @@ def _call(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Outcome:
         code = main(argv)
     except SystemExit as exc:  # argparse's --help and the like
         code = int(exc.code or 0)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return Outcome(code, err)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err
+    return Outcome(code, captured.err, captured.out)
 
 
 @pytest.fixture
@@ -191,7 +195,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-DAMAGE = st.sampled_from(["flip", "cut", "insert", "shape", "truncate"])
+DAMAGE = st.sampled_from(["flip", "cut", "insert", "shape", "truncate", "no_status"])
 
 
 def _damage(data: bytes, how: str, at: int, byte: int) -> bytes:
@@ -204,6 +208,17 @@ def _damage(data: bytes, how: str, at: int, byte: int) -> bytes:
         return data[:at] + b"\n" + bytes([byte]) * 3 + b"\n" + data[at:]
     if how == "truncate":
         return data[:at]
+    if how == "no_status":  # a final row loses its status (hand-edited, or cut mid-field)
+        rows = data.split(b"\n")
+        finals = [i for i, line in enumerate(rows) if b'"final": true' in line]
+        i = finals[at % len(finals)]
+        row = json.loads(rows[i])
+        if byte % 2:
+            del row["status"]
+        else:
+            row["status"] = None
+        rows[i] = json.dumps(row).encode()
+        return b"\n".join(rows)
     lines = data.split(b"\n")
     shapes = [
         b"[]",
@@ -227,15 +242,21 @@ def _damage(data: bytes, how: str, at: int, byte: int) -> bytes:
 def test_damaged_results_never_crash_a_reader(
     capsys, stored: Path, tmp_path_factory, how: str, at: int, byte: int
 ) -> None:
+    event(f"damage: {how}")  # --hypothesis-show-statistics counts each kind
     out = tmp_path_factory.mktemp("damaged")
     shutil.copytree(stored, out, dirs_exist_ok=True)
     results = out / RESULTS_FILE
+    planned = {r["cell"] for r in read_rows(results) if r["final"]}
     damaged = _damage(results.read_bytes(), how, at, byte)
     results.write_bytes(damaged)
     for argv in (["check", str(out)], ["report", str(out)]):
         res = _call(capsys, argv)
         assert res.code in (0, 1, 2), res.err
         assert results.read_bytes() == damaged  # readers change nothing
+        if how == "no_status":
+            assert "a cell's final row" in res.out + res.err  # counted as unreadable
+    if how == "no_status":
+        assert "final row is unreadable" in _call(capsys, ["check", str(out)]).out
     res = _call(
         capsys,
         [
@@ -258,6 +279,12 @@ def test_damaged_results_never_crash_a_reader(
         damaged if damaged.endswith(b"\n") or not damaged else damaged[: damaged.rfind(b"\n") + 1]
     )
     assert after.startswith(kept)
+    # every planned cell is counted once: a cell whose final row was lost ran again, and its
+    # second final row replaces the unreadable one instead of adding to it
+    counted = load_rows(out)
+    finals = counted[counted["final"].map(bool)]
+    ours = finals[finals["cell"].isin(planned)]
+    assert sorted(ours["cell"]) == sorted(planned), (how, list(ours["cell"]))
 
 
 # --- damaged CIFAR-10 data ---------------------------------------------------------------------
@@ -326,3 +353,29 @@ def test_damaged_cifar_data_exits_2(
     assert res.code == 2, res.err
     assert res.err.startswith("error: ") and res.err.count("\n") == 1, res.err
     assert no_work == []
+
+
+# --- hostile settings that train to garbage ------------------------------------------------------
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    lr=st.sampled_from(["30", "100", "1000", "1e5"]),
+    method=st.sampled_from(["fixed", "ift_neumann"]),
+)
+def test_diverging_settings_end_failed_not_ok(capsys, tmp_path_factory, lr: str, method: str):
+    event(f"lr={lr} {method}")
+    out = tmp_path_factory.mktemp("diverged")
+    argv = ["run", "--tasks", "digits_mlp", "--methods", method, "--seeds", "0", "--no-report"]
+    res = _call(
+        capsys, [*argv, "--set", f"task.lr={lr}", "--set", "task.epochs=2", "--out", str(out)]
+    )
+    assert res.code == 0, res.err
+    (final,) = [r for r in read_rows(out / RESULTS_FILE) if r["final"]]
+    assert final["status"] == "failed", (lr, method, final.get("test_nll"))
+    assert "DivergedError" in final["error"], final["error"]
+    # the error names what grew (a loss) or what overflowed
+    assert any(w in final["error"] for w in ("val_loss", "objective", "non-finite")), final["error"]

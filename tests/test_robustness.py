@@ -123,6 +123,57 @@ def test_resume_over_a_damaged_store_skips_and_counts_and_repairs(cli, tmp_path:
     assert res.code == 0 and "3 damaged lines skipped" in res.err
 
 
+def test_final_row_without_status_is_unreadable_and_rerun(cli, tmp_path: Path) -> None:
+    """A hand-edited or truncated store: its cell's final row lost its `status`."""
+    argv = ["run", *QUICK, "--out", tmp_path, "--no-report"]
+    assert cli(*argv).code == 0
+    results = tmp_path / RESULTS_FILE
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    del rows[-1]["status"]
+    assert rows[-1]["final"]
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = cli("check", tmp_path)
+    assert res.code == 1
+    assert "1 missing status" in res.out and "1 of them a cell's final row" in res.out
+    assert "1 cell(s) whose latest final row is unreadable" in res.out
+    assert "interrupted" not in res.out  # the attempt completed; its outcome is what is lost
+    res = cli("report", tmp_path)
+    assert res.code == 0 and "a cell's final row" in res.err
+    report = (tmp_path / "report.md").read_text()
+    assert "Cells not counted (latest final row unreadable): 1" in report
+    res = cli(*argv)  # the resume runs the cell again, as --retry-failed reruns a failure
+    assert res.code == 0 and "already finished" not in res.err and "1 ok" in res.err
+    from hgbench.report.load import load_rows
+
+    counted = load_rows(tmp_path)
+    assert counted["final"].map(bool).sum() == 1  # one final row counted for the cell
+    assert counted.attrs["unreadable_cells"] == 0
+    assert len([r for r in read_rows(results) if r["final"]]) == 1  # the damaged one is skipped
+    res = cli("check", tmp_path)
+    assert "1 unreadable final row(s) replaced by a later attempt" in res.out
+    assert "latest final row is unreadable" not in res.out
+    assert "1 of 1 cells already finished" in cli(*argv).err
+
+
+def test_a_damaged_latest_final_row_unfinishes_its_cell(tmp_path: Path) -> None:
+    """The latest completed attempt decides, even when an earlier readable one exists."""
+    from hgbench.report.load import select_attempts
+
+    row = {"mode": "run", "task": "t", "method": "m", "cell": "c", "final": True}
+    lines = [
+        {**row, "attempt": "a", "status": "ok"},
+        {**row, "attempt": "b"},  # no status
+        {**row, "cell": "d", "attempt": "e", "status": "ok"},
+    ]
+    (tmp_path / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    store = ResultStore(tmp_path)
+    assert store.finished_cells() == {"d"}
+    read = store.read()
+    kept, stats = select_attempts(read.rows, read.unreadable_finals)
+    assert [read.rows[i]["cell"] for i in kept] == ["d"]
+    assert stats["unreadable_cells"] == 1 and stats["superseded_attempts"] == 1
+
+
 def test_results_file_that_is_a_directory_exits_2(cli, tmp_path: Path) -> None:
     (tmp_path / RESULTS_FILE).mkdir()
     for argv in (["run", *QUICK, "--out", tmp_path], ["report", tmp_path]):

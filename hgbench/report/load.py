@@ -19,6 +19,7 @@ from hgbench.schema import (
     NUMERIC_COLUMNS,
     Mode,
     Status,
+    UnreadableFinal,
     is_final,
     read_results,
     results_path,
@@ -38,25 +39,39 @@ def _cell_key(row: dict[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, default=str)
 
 
-def select_attempts(rows: Sequence[dict[str, Any]]) -> tuple[list[int], dict[str, int]]:
+def select_attempts(
+    rows: Sequence[dict[str, Any]], unreadable: Sequence[UnreadableFinal] = ()
+) -> tuple[list[int], dict[str, int]]:
     """Indices of the rows that count: per cell, the last attempt (in file order) that completed.
 
     An attempt is completed when one of its rows has `final == true`; an attempt without one was
     interrupted and is ignored, and an earlier completed attempt of a rerun cell is superseded.
+    An attempt whose final row was unreadable (`unreadable`, from `read_results`) completed too:
+    it supersedes earlier ones, and its cell has no row that counts until a later attempt does.
     """
     attempts: dict[tuple[str, str], list[int]] = {}
     winner: dict[str, tuple[str, str]] = {}  # cell -> (cell, attempt) completed last
+    damaged = sorted(unreadable, key=lambda u: u.after)
+    d = 0
     for i, row in enumerate(rows):
+        while d < len(damaged) and damaged[d].after <= i:
+            winner[damaged[d].cell] = (damaged[d].cell, damaged[d].attempt)
+            d += 1
         key = (_cell_key(row), str(row.get("attempt", "")))
         attempts.setdefault(key, []).append(i)
         if is_final(row):
             winner[key[0]] = key
-    kept = sorted(i for key in winner.values() for i in attempts[key])
+    for u in damaged[d:]:
+        winner[u.cell] = (u.cell, u.attempt)
+    lost = {(u.cell, u.attempt) for u in damaged}
+    kept = sorted(i for key in winner.values() if key not in lost for i in attempts.get(key, []))
     completed = {key for key, idx in attempts.items() if any(is_final(rows[i]) for i in idx)}
+    completed |= lost
     stats = {
-        "attempts": len(attempts),
-        "interrupted_attempts": len(attempts) - len(completed),
+        "attempts": len(attempts.keys() | lost),
+        "interrupted_attempts": len(attempts.keys() | lost) - len(completed),
         "superseded_attempts": len(completed) - len(winner),
+        "unreadable_cells": sum(1 for key in winner.values() if key in lost),
     }
     return kept, stats
 
@@ -78,7 +93,7 @@ def load_rows(out_dir: Path | str, *, completed_only: bool = True) -> pd.DataFra
     read = read_results(path)
     records = read.rows
     if completed_only:
-        kept, stats = select_attempts(records)
+        kept, stats = select_attempts(records, read.unreadable_finals)
     else:
         kept, stats = list(range(len(records))), {}
     selected = [{**records[i], "line": i, "cell": _cell_key(records[i])} for i in kept]

@@ -104,6 +104,11 @@ def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) 
         f"{parsed - len(rows)} from {a.get('interrupted_attempts', 0)} interrupted and "
         f"{a.get('superseded_attempts', 0)} superseded attempts ignored)",
         f"- Damaged lines: {a.get('skipped') or 'none skipped'}",
+        *(
+            [f"- Cells not counted (latest final row unreadable): {a['unreadable_cells']}"]
+            if a.get("unreadable_cells")
+            else []
+        ),
         f"- Cells: {len(outcomes)}"
         + "".join(f", {m}: {n}" for m, n in outcomes["mode"].value_counts().items()),
         *(_noisy_lines(outcomes) if not outcomes.empty else []),
