@@ -48,7 +48,9 @@ def test_l2_penalty_value_gradients_and_what_it_saves():
     # second order, as an unrolled step and a mixed product use it: d/dλ <∇_w P, v>
     v = [torch.randn_like(p) for p in params.values()]
     mixed = [
-        torch.autograd.grad(sum((g * u).sum() for g, u in zip(gs[:2], v)), list(hparams.values()))
+        torch.autograd.grad(
+            sum((g * u).sum() for g, u in zip(gs[:2], v, strict=True)), list(hparams.values())
+        )
         for gs in (g_ours, g_ref)
     ]
     for a, b in zip(*mixed, strict=True):
