@@ -60,6 +60,7 @@ Job = Callable[[], object]
 
 # --- measuring --------------------------------------------------------------------------------
 SLOW_S = 10.0  # a job whose warm-up call took longer is not called again
+PROFILE_S = 1.0  # nor profiled if its calls take longer
 
 
 class Clock(StrEnum):
@@ -221,8 +222,11 @@ def compare(
     jobs = {"hgbench": ours, **peers}
     times = side_by_side(jobs, rounds, device)
     slow = {name for name in jobs if times[name][0] > SLOW_S}
+    # the profiler's events of a call of seconds fill gigabytes (Curvlinops' diagonal GGN of the
+    # MLP, 12 s, ran out of memory under --max-memory-gb): none for such a call
+    long = {name for name in jobs if statistics.median(times[name]) > PROFILE_S}
     nan = float("nan")
-    mem = {name: nan if name in slow else peak_mb(job, device) for name, job in jobs.items()}
+    mem = {name: nan if name in slow | long else peak_mb(job, device) for name, job in jobs.items()}
     rss = {name: nan if name in slow else rss_peak_mb(job, device) for name, job in jobs.items()}
     saved = {name: nan if name in slow else saved_mb(job) for name, job in jobs.items()}
     rows = [
