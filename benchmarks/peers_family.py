@@ -78,7 +78,7 @@ class Arch:
 def generate() -> list[Arch]:
     """The family: the benchmark's two models, then eight that vary one or more axes each,
     chosen so that every activation, both biases, both kinds, depths 1 to 3 and batches of 50
-    to 500 occur (of similar size: 2k-70k params, so each contest runs in seconds on a CPU)."""
+    to 500 occur (of similar size: 1k-34k params, so each contest runs in seconds on a CPU)."""
     mlp, cnn = Kind.MLP, Kind.CNN
     return [
         Arch(mlp, (128, 128), Act.TANH),  # peers.py's original MLP
