@@ -108,19 +108,20 @@ def peer_rows(
     name: str, device: torch.device, dtype: torch.dtype, rounds: int, iterations: int = 20
 ):
     """peers.py's rows: CG-`iterations` on one of its models, a training and a validation batch
-    of 100 at its initial params."""
+    of the model's batch size at its initial params."""
     import torch.nn.functional as F
-    from peers import build, compare, digits, log_wd
+    from peers import batch_of, build, compare, digits, log_wd
     from torch.func import functional_call
+
+    from hgbench.hparams import l2_penalty
 
     def case(dt: torch.dtype):
         model = build(name, device, dt)
-        x, y, xv, yv = digits(100, 100, device, dt)
+        x, y, xv, yv = digits(batch_of(name), batch_of(name), device, dt)
         params = {k: v.detach().clone() for k, v in model.named_parameters()}
 
-        def train_loss(w, h):
-            penalty = sum(0.5 * (h["log_wd." + k].exp() * w[k].square()).sum() for k in w)
-            return F.cross_entropy(functional_call(model, w, (x,)), y) + penalty
+        def train_loss(w, h):  # hgbench's own penalty, as its tasks' train_loss adds it
+            return F.cross_entropy(functional_call(model, w, (x,)), y) + l2_penalty(w, h)
 
         def val_loss(w, h):
             return F.cross_entropy(functional_call(model, w, (xv,)), yv)

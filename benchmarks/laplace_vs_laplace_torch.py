@@ -27,9 +27,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from hgbench.hparams import WD_PREFIX
 from hgbench.laplace import Structure, fit_laplace
 
-# per structure: (training points, batch); full on a narrower MLP (a dense P × P GGN on the
-# 26k-parameter one is 2.7 GB in float32 for laplace-torch)
-SIZES = {"diag": (1000, 250), "kron": (1000, 250), "full": (300, 300)}
+# training points per structure, fitted in chunks of the model's batch size; full on 300 points
+# and, for the original MLP, a narrower one (a dense P × P GGN on the 26k-parameter one is 2.7 GB
+# in float32 for laplace-torch)
+SIZES = {"diag": 1000, "kron": 1000, "full": 300}
 BACKENDS = ("BackPackGGN", "AsdlGGN", "CurvlinopsGGN")
 
 
@@ -78,12 +79,13 @@ def laplace_torch_step(
 
 
 def _case(name: str, structure: str, device: torch.device, dtype: torch.dtype):
-    from peers import build, digits, mlp
+    from peers import batch_of, build, digits
+    from peers_family import Act, Arch, Kind
 
-    n, batch = SIZES[structure]
+    n, batch = SIZES[structure], batch_of(name)
     if name == "mlp" and structure == "full":
         torch.manual_seed(0)
-        model = mlp((32, 32)).to(device, dtype)
+        model = Arch(Kind.MLP, (32, 32), Act.TANH).module().to(device, dtype)
         for p in model.parameters():
             p.requires_grad_(False)
     else:

@@ -1,16 +1,19 @@
 """hgbench against its peers, side by side in one process: one ratio table of time and memory.
 
     pip install -e ".[test]" torchopt     # higher, laplace-torch (+ backends), torchopt
-    python benchmarks/peers.py [--parts unroll,ift,laplace,tse] [--models mlp,cnn] [--rounds 5]
-        [--structures diag,kron,full] [--device cpu] [--threads 1] [--max-memory-gb 12]
+    python benchmarks/peers.py [--parts unroll,ift,laplace,tse] [--models family] [--rounds 5]
+        [--structures diag,kron] [--device cpu|cuda] [--threads 1] [--max-memory-gb 12]
 
-On held-out models (plain nn.Sequential, so every peer's backend can hook every layer):
-MLP 64-128-128-10 (tanh) and a CNN (two 3×3 convolutions of width 16, ReLU, 2×2 max-pools,
-linear head) on 8×8 digits, one weight-decay hparam per tensor.
+On a family of ten generated held-out models (benchmarks/peers_family.py: plain nn.Sequential
+MLPs and CNNs on the 8×8 digits varying width, depth, activation, bias and batch size; `mlp` and
+`cnn` are the first two, the benchmark's original MLP 64-128-128-10 and CNN), one weight-decay
+hparam per tensor; the run ends with the family's table, each contest's median and worst ratio
+(docs/peers.md).
 
 - unroll: `hgbench.unroll` against `higher` (weight decay through its differentiable optimizer,
   its fastest exact use) and torchopt's MetaSGD (penalty in the loss), K = 20 steps of SGD with
-  momentum on batches of 100, the validation loss on 400 points (benchmarks/unroll_vs_higher.py).
+  momentum on the model's batches, the validation loss on 400 points; and hgbench with its
+  penalty in the loss against `higher` (benchmarks/unroll_vs_higher.py).
 - ift: `hgbench.implicit` against torchopt's implicit differentiation, CG with 20 iterations
   (benchmarks/ift_vs_torchopt.py).
 - laplace: one full-batch marginal-likelihood step (fit, value, gradient in the log prior
@@ -23,16 +26,18 @@ Every pair is first checked for agreement in float64 (relative error of the hype
 the value and its gradient); a peer that disagrees is listed but is no baseline. Timings are in
 float32, `--rounds` alternating rounds (every job once per round, so drifts in machine load hit
 all alike); the table gives medians, the ratio hgbench / peer (below 1: hgbench is faster) with
-its range over rounds, and peak memory: on a GPU the allocator's peak, on a CPU the peak of
-tensor memory held during one call, from the profiler's allocation events (an op's temporary
-buffers freed within it are not seen; nor, it seems, allocations inside torch.func transforms),
-and beside it the peak RSS over the call (`rss_peak_mb`). Seconds are the process's CPU time on
-a CPU (see `Clock`), the wall clock on a GPU. Never asserts on times.
+its range over rounds, and memory: first the peak of what autograd saves for backward during
+one call (`saved_mb`: deterministic, by saved-tensor hooks); then on a GPU the allocator's peak,
+on a CPU the peak of tensor memory held during one call, from the profiler's allocation events
+(an op's temporary buffers freed within it are not seen; nor, it seems, allocations inside
+torch.func transforms), and beside it the peak RSS over the call (`rss_peak_mb`). Seconds are
+the process's CPU time on a CPU (see `Clock`), CUDA events on a GPU. Never asserts on times.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -42,11 +47,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from peers_family import MODELS, expand, summarize  # benchmarks/ is on sys.path
 from torch import Tensor, nn
 
 from hgbench.extras import exit_unless
 from hgbench.hparams import WD_PREFIX
-from hgbench.memory import PeakRegion, limit_address_space
+from hgbench.memory import PeakRegion, SavedTensors, limit_address_space
 from hgbench.schema import StrEnum
 from hgbench.timing import synchronize
 
@@ -55,13 +61,15 @@ Job = Callable[[], object]
 
 # --- measuring --------------------------------------------------------------------------------
 SLOW_S = 10.0  # a job whose warm-up call took longer is not called again
+PROFILE_S = 1.0  # nor profiled if its calls take longer
 
 
 class Clock(StrEnum):
-    """What a job's seconds are: the wall clock, or the process's CPU time."""
+    """What a job's seconds are: the wall clock, the process's CPU time, or CUDA events."""
 
     WALL = "wall"
     CPU = "cpu"
+    CUDA_EVENT = "cuda-event"
 
 
 # The CPU time of the process (time.process_time, all its threads) is the default on a CPU: on a
@@ -69,8 +77,29 @@ class Clock(StrEnum):
 # for long calls than for short ones (a 2 ms call often runs within one scheduler slice, a 100 ms
 # one is preempted in proportion), which biases every ratio of a long call to a short one (the
 # TSE table) upwards. On a quiet machine, with one thread, the two agree.
+# On a GPU, CUDA events recorded on the stream before and after the call (the default there):
+# the device's own time from the first kernel queued to the last one finished, without the
+# host's synchronisation at either end.
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = CLOCK["wall"]
+use_events = False
+
+
+def timed(job: Job, device: torch.device) -> float:
+    """Seconds of one call by `clock`, or by CUDA events when `use_events`."""
+    if use_events:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        synchronize(device)
+        start.record()
+        job()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+    synchronize(device)
+    began = clock()
+    job()
+    synchronize(device)
+    return clock() - began
 
 
 def side_by_side(jobs: dict[str, Job], rounds: int, device: torch.device) -> dict[str, list[float]]:
@@ -79,21 +108,13 @@ def side_by_side(jobs: dict[str, Job], rounds: int, device: torch.device) -> dic
     sample."""
     times: dict[str, list[float]] = {}
     for name, job in jobs.items():
-        synchronize(device)
-        start = clock()
-        job()
-        synchronize(device)
-        elapsed = clock() - start
+        elapsed = timed(job, device)
         times[name] = [elapsed] if elapsed > SLOW_S else []
     for _ in range(rounds):
         for name, job in jobs.items():
             if times[name] and times[name][0] > SLOW_S:
                 continue
-            synchronize(device)
-            start = clock()
-            job()
-            synchronize(device)
-            times[name].append(clock() - start)
+            times[name].append(timed(job, device))
     return times
 
 
@@ -127,6 +148,19 @@ def peak_mb(job: Job, device: torch.device) -> float:
     return peak / 2**20
 
 
+def saved_mb(job: Job) -> float:
+    """Peak MB of what autograd saves for backward during one call (hgbench.memory.SavedTensors):
+    deterministic, the same on any device, and the figure peers.py's summary uses where both
+    sides keep an autograd graph. NaN where the hooks cannot run (inside some torch.func
+    transforms)."""
+    try:
+        with SavedTensors() as saved:
+            job()
+    except RuntimeError:
+        return float("nan")
+    return saved.peak_mb
+
+
 def rss_peak_mb(job: Job, device: torch.device) -> float:
     """On a CPU, a second view of one call's memory: the process's peak resident set size over
     the call minus its RSS before it (hgbench.memory.PeakRegion, as the scaling sweep
@@ -156,6 +190,17 @@ class Row:
     agrees: bool
     ours_rss: float = float("nan")
     peer_rss: float = float("nan")
+    ours_saved: float = float("nan")
+    peer_saved: float = float("nan")
+
+    def memory_ratio(self, figure: str) -> float:
+        """hgbench / peer by one memory figure: saved (tensors), tensor (peak) or rss."""
+        ours, peer = {
+            "saved": (self.ours_saved, self.peer_saved),
+            "tensor": (self.ours_mb, self.peer_mb),
+            "rss": (self.ours_rss, self.peer_rss),
+        }[figure]
+        return ours / peer if peer > 0 else float("nan")
 
     def ratio(self) -> tuple[float, float, float]:
         """Median ratio and its range over rounds (round by round where both have them)."""
@@ -178,9 +223,13 @@ def compare(
     jobs = {"hgbench": ours, **peers}
     times = side_by_side(jobs, rounds, device)
     slow = {name for name in jobs if times[name][0] > SLOW_S}
+    # the profiler's events of a call of seconds fill gigabytes (Curvlinops' diagonal GGN of the
+    # MLP, 12 s, ran out of memory under --max-memory-gb): none for such a call
+    long = {name for name in jobs if statistics.median(times[name]) > PROFILE_S}
     nan = float("nan")
-    mem = {name: nan if name in slow else peak_mb(job, device) for name, job in jobs.items()}
+    mem = {name: nan if name in slow | long else peak_mb(job, device) for name, job in jobs.items()}
     rss = {name: nan if name in slow else rss_peak_mb(job, device) for name, job in jobs.items()}
+    saved = {name: nan if name in slow else saved_mb(job) for name, job in jobs.items()}
     rows = [
         Row(
             part,
@@ -193,6 +242,8 @@ def compare(
             *agreement[name],
             rss["hgbench"],
             rss[name],
+            saved["hgbench"],
+            saved[name],
         )
         for name in peers
     ]
@@ -210,17 +261,20 @@ def print_table(rows: list[Row], header: bool = True) -> None:
     if header:
         print(
             f"\n{'part':8} {'case':22} {'peer':22} {'hgbench s':>10} {'peer s':>9} "
-            f"{'time ratio':>18} {'hgbench MB':>10} {'peer MB':>8} {'mem':>5} "
+            f"{'time ratio':>18} {'saved MB':>8} {'peer':>7} {'saved':>5} "
+            f"{'hgbench MB':>10} {'peer MB':>8} {'mem':>5} "
             f"{'RSS MB':>7} {'peer':>7} {'rss':>5}  agreement"
         )
     for r in rows:
         med, lo, hi = r.ratio()
         mem = r.ours_mb / r.peer_mb if r.peer_mb > 0 else float("nan")
-        rss = r.ours_rss / r.peer_rss if r.peer_rss > 0 else float("nan")
+        rss = r.memory_ratio("rss")
+        sav = r.memory_ratio("saved")
         mark = "" if r.agrees or r.agreement.startswith("failed") else "  (differs: no baseline)"
         print(
             f"{r.part:8} {r.case:22} {r.peer:22} {statistics.median(r.ours_s):10.4f} "
             f"{statistics.median(r.peer_s):9.4f} {med:6.2f} [{lo:4.2f}-{hi:4.2f}] "
+            f"{r.ours_saved:8.2f} {r.peer_saved:7.2f} {sav:5.2f} "
             f"{r.ours_mb:10.1f} {r.peer_mb:8.1f} {mem:5.2f} "
             f"{r.ours_rss:7.1f} {r.peer_rss:7.1f} {rss:5.2f}  {r.agreement}{mark}",
             flush=True,
@@ -228,27 +282,9 @@ def print_table(rows: list[Row], header: bool = True) -> None:
 
 
 # --- models and data --------------------------------------------------------------------------
-def mlp(widths: tuple[int, ...] = (128, 128)) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Flatten()]
-    for fan_in, fan_out in zip((64, *widths[:-1]), widths, strict=True):
-        layers += [nn.Linear(fan_in, fan_out), nn.Tanh()]
-    return nn.Sequential(*layers, nn.Linear(widths[-1], 10))
-
-
-def cnn(width: int = 16) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(width, width, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(4 * width, 10),
-    )
-
-
-MODELS: dict[str, Callable[[], nn.Module]] = {"mlp": mlp, "cnn": cnn}
+def batch_of(name: str) -> int:
+    """The batch a model's contests use (peers_family.Arch.batch)."""
+    return MODELS[name].batch
 
 
 def digits(n_train: int, n_val: int, device: torch.device, dtype: torch.dtype):
@@ -261,9 +297,17 @@ def digits(n_train: int, n_val: int, device: torch.device, dtype: torch.dtype):
 
 def build(name: str, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    model = MODELS[name]().to(device, dtype)
+    model = MODELS[name].module().to(device, dtype)
     for p in model.parameters():
         p.requires_grad_(False)
+    return model
+
+
+def trainable(model: nn.Module) -> nn.Module:
+    """A copy of a (frozen) held-out model with trainable parameters, as the peers take it."""
+    model = copy.deepcopy(model)
+    for p in model.parameters():
+        p.requires_grad_(True)
     return model
 
 
@@ -278,12 +322,14 @@ def log_wd(model: nn.Module, lo: float = -6.0, hi: float = -3.0) -> dict[str, Te
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="unroll,ift,laplace,tse")
-    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument(
+        "--models", default="family", help="family (all), or names: mlp, cnn, mlp-256-relu-b50, ..."
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--structures", default="diag,kron,full", help="laplace part")
+    parser.add_argument("--structures", default="diag,kron", help="laplace part (and full)")
     parser.add_argument(
         "--max-memory-gb",
         type=float,
@@ -296,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
         "--clock",
         choices=[c.value for c in Clock],
         default=None,
-        help="seconds of the wall clock or of the process's CPU time (default: cpu on a CPU)",
+        help="seconds of the wall clock, the process's CPU time or CUDA events (default: cpu on "
+        "a CPU, cuda-event on a GPU)",
     )
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
@@ -304,25 +351,34 @@ def main(argv: list[str] | None = None) -> None:
     # missing as such, so only laplace-torch itself is required)
     needs = {"unroll": ("higher", "torchopt"), "ift": ("torchopt",), "laplace": ("laplace",)}
     exit_unless("peers", "benchmarks/peers.py", tuple(m for p in parts for m in needs.get(p, ())))
+    try:  # bad input: a clear message and exit 2 before any work
+        models = expand(args.models)
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device here")
+        if args.clock == Clock.CUDA_EVENT and device.type != "cuda":
+            raise ValueError("--clock cuda-event needs --device cuda")
+    except (ValueError, RuntimeError) as err:
+        parser.error(str(err))
     # run as a script this module is __main__: the parts' `from peers import ...` must find this
     # one (its `clock`), not load a second copy
     sys.modules.setdefault("peers", sys.modules[__name__])
-    global clock
-    chosen = Clock(args.clock or ("cpu" if args.device == "cpu" else "wall"))
-    clock = CLOCK[chosen.value]
+    global clock, use_events
+    chosen = Clock(args.clock or ("cpu" if device.type == "cpu" else "cuda-event"))
+    use_events = chosen == Clock.CUDA_EVENT
+    clock = CLOCK.get(chosen.value, time.perf_counter)
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.max_memory_gb > 0 and args.device == "cpu":  # a GPU context maps far more
+    if args.max_memory_gb > 0 and device.type == "cpu":  # a GPU context maps far more
         limit_address_space(args.max_memory_gb * 1024)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    dtype = getattr(torch, args.dtype)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"torch {torch.__version__}, {where}, {torch.get_num_threads()} threads, {args.dtype}, "
         f"{args.rounds} alternating rounds, {chosen.value} clock, load average "
         f"{os.getloadavg()[0]:.2f} at the start"
     )
-    models = args.models.split(",")
     rows: list[Row] = []
     for name in models:
         if "unroll" in parts:
@@ -339,6 +395,10 @@ def main(argv: list[str] | None = None) -> None:
             rows += laplace_rows(name, device, dtype, args.rounds, args.structures.split(","))
     if rows:
         print_table(rows)
+        print(
+            f"\nThe family: {len(models)} models, load average {os.getloadavg()[0]:.2f} at the end"
+        )
+        print(summarize(rows))
     if "tse" in parts:
         from hypergradient_cost import print_tse, tse_table
 

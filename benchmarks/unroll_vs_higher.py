@@ -1,26 +1,34 @@
 """peers.py's unroll part: `hgbench.unroll` against `higher` and torchopt's MetaSGD.
 
-K = 20 steps of SGD with momentum on batches of 100 and the validation loss on 400 points, one
-weight-decay hparam per tensor, on peers.py's held-out models. `higher` gets one param group
-per tensor with its weight decay overridden by the differentiable exp(log_wd) (the decay applied
-in the step, as torch.optim.SGD does: its fastest exact use); MetaSGD takes the penalty in the
-loss. `python benchmarks/peers.py --parts unroll` prints the rows; `hypergradient_cost.py` uses
+K = 20 steps of SGD with momentum on batches of the model's size (peers_family.Arch.batch) and
+the validation loss on 400 points, one weight-decay hparam per tensor, on peers.py's held-out
+models. `higher` gets one param group per tensor with its weight decay overridden by the
+differentiable exp(log_wd) (the decay applied in the step, as torch.optim.SGD does: its fastest
+exact use); MetaSGD takes the penalty in the loss, and so does hgbench's second contest.
+`python benchmarks/peers.py --parts unroll` prints the rows; `hypergradient_cost.py` uses
 `UnrollCase` and `hgbench_unroll` for its TSE figures.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from peers import Row, build, compare, digits, log_wd  # benchmarks/ is on sys.path
+from peers import (
+    Row,
+    batch_of,
+    build,
+    compare,
+    digits,
+    log_wd,
+    trainable,
+)  # benchmarks/ is on sys.path
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.hparams import WD_PREFIX
+from hgbench.hparams import WD_PREFIX, l2_penalty
 from hgbench.unroll import l2_decay, unrolled_hypergradient
 
 
@@ -52,9 +60,14 @@ class UnrollCase:
         return {k: v.detach().clone() for k, v in self.model.named_parameters()}
 
 
-def hgbench_unroll(case: UnrollCase) -> dict[str, Tensor]:
+def hgbench_unroll(case: UnrollCase, penalty_in_loss: bool = False) -> dict[str, Tensor]:
+    """hgbench's unroll with the weight decay in the step (`l2_decay`, as its methods call it),
+    or with hgbench's penalty in the training loss (`l2_penalty`, what a task's train_loss
+    adds, as a user would write it)."""
+
     def data_loss(w, h, x, y):
-        return F.cross_entropy(functional_call(case.model, w, (x,)), y)
+        loss = F.cross_entropy(functional_call(case.model, w, (x,)), y)
+        return loss + l2_penalty(w, h) if penalty_in_loss else loss
 
     def val_loss(w, h):
         return F.cross_entropy(functional_call(case.model, w, (case.val[0],)), case.val[1])
@@ -70,17 +83,9 @@ def hgbench_unroll(case: UnrollCase) -> dict[str, Tensor]:
         case.batches,
         case.lr,
         case.momentum,
-        decay=l2_decay,
+        decay=None if penalty_in_loss else l2_decay,
     )
     return hg
-
-
-def trainable(model: nn.Module) -> nn.Module:
-    """A copy of a (frozen) held-out model with trainable parameters, as the peers take it."""
-    model = copy.deepcopy(model)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
 
 
 def higher_unroll(case: UnrollCase) -> dict[str, Tensor]:
@@ -129,20 +134,23 @@ def _rel(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> tuple[str, bool]
 
 
 def unroll_rows(name: str, device: torch.device, dtype: torch.dtype, rounds: int) -> list[Row]:
+    """Two contests: hgbench with the decay in the step against `higher` and MetaSGD, and with
+    the penalty in the loss (`K=20-penalty`) against `higher`."""
     peers = {"higher": higher_unroll, "torchopt.MetaSGD": torchopt_unroll}
-    exact = UnrollCase.make(name, device, torch.float64)
-    ref = hgbench_unroll(exact)
-    agreement = {p: _rel(ref, fn(exact)) for p, fn in peers.items()}
-    case = UnrollCase.make(name, device, dtype)
-    return compare(
-        "unroll",
-        f"{name} K=20",
-        lambda: hgbench_unroll(case),
-        {p: (lambda fn=fn: fn(case)) for p, fn in peers.items()},
-        agreement,
-        rounds,
-        device,
-    )
-
-
-# --- driver -----------------------------------------------------------------------------------
+    batch = batch_of(name)
+    exact = UnrollCase.make(name, device, torch.float64, batch=batch)
+    case = UnrollCase.make(name, device, dtype, batch=batch)
+    rows = []
+    for penalty, what, contest in ((False, "K=20", peers), (True, "K=20-penalty", ["higher"])):
+        ref = hgbench_unroll(exact, penalty)
+        agreement = {p: _rel(ref, peers[p](exact)) for p in contest}
+        rows += compare(
+            "unroll",
+            f"{name} {what}",
+            lambda penalty=penalty: hgbench_unroll(case, penalty),
+            {p: (lambda fn=peers[p]: fn(case)) for p in contest},
+            agreement,
+            rounds,
+            device,
+        )
+    return rows

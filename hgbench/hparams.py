@@ -136,13 +136,24 @@ def decay_coefficients(params: Params, hparams: HParams) -> dict[str, Tensor]:
 
 
 def l2_penalty(params: Params, hparams: HParams) -> Tensor:
-    """½ Σ exp(log_wd.p) ⊙ p² over the parameters that have a weight-decay hparam."""
+    """½ Σ exp(log_wd.p) ⊙ p² over the parameters that have a weight-decay hparam.
+
+    Written so that autograd saves no tensor of the parameters' size beyond p itself (which
+    the model's own ops save anyway): p·p as a dot product, scaled by the scalar exp(log_wd)
+    afterwards. `exp(log_wd) * p.square()` saved p² for the gradient in log_wd, and its double
+    backward (an unrolled step, a Hessian-vector product) two more tensors of p's size: three
+    per training step, half as much again as the whole model's graph of an unrolled MLP
+    (benchmarks/peers.py, docs/peers.md)."""
     total = None
     for name, p in params.items():
         log_wd = hparams.get(WD_PREFIX + name)
         if log_wd is None:
             continue
-        term = 0.5 * (log_wd.exp() * p.square()).sum()
+        flat = p.reshape(-1)
+        if log_wd.numel() == 1:  # one decay for the tensor
+            term = 0.5 * log_wd.exp().reshape(()) * torch.dot(flat, flat)
+        else:  # one per weight: c ⊙ p is the gradient, saved once
+            term = 0.5 * torch.dot((log_wd.exp() * p).reshape(-1), flat)
         total = term if total is None else total + term
     if total is None:
         return next(iter(params.values())).new_zeros(())

@@ -157,3 +157,71 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+class SavedTensors:
+    """What autograd saves for backward inside a region, counted by saved-tensor hooks
+    (torch.autograd.graph.saved_tensors_hooks): a deterministic memory figure, the same on every
+    run and machine, where the profiler's and the kernel's figures vary with the allocator.
+
+    Each distinct storage counts once while any saved tensor on it lives (held by a graph or by
+    the caller: a graph freed by its backward stops counting what only it held); `peak_mb` is
+    the largest total over the region, `total_mb` what was ever saved, `by_op` that total per
+    autograd node name (which op saved it) and `marks` the live total at each `mark()`."""
+
+    def __init__(self) -> None:
+        self._live: dict[int, list[int]] = {}  # storage key -> [live saved tensors, bytes]
+        self.current = self.peak = self.total = 0
+        self.by_op: dict[str, int] = {}
+        self.marks: list[int] = []
+
+    def _key(self, t: torch.Tensor) -> tuple[int, int]:
+        try:
+            storage = t.untyped_storage()
+            return storage.data_ptr(), storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # a functorch wrapper: no storage of its own
+            return id(t), t.numel() * t.element_size()
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        import weakref
+
+        key, nbytes = self._key(t)
+        entry = self._live.setdefault(key, [0, nbytes])
+        if entry[0] == 0:
+            self.current += nbytes
+            self.total += nbytes
+            self.peak = max(self.peak, self.current)
+            # who saves it (the backward node running, in a double backward) and what it is
+            node = torch._C._current_autograd_node()
+            maker = type(t.grad_fn).__name__ if t.grad_fn is not None else "no graph"
+            name = f"{type(node).__name__ if node is not None else 'forward'} <- {maker}"
+            self.by_op[name] = self.by_op.get(name, 0) + nbytes
+        entry[0] += 1
+        weakref.finalize(t, self._release, key)
+        return t
+
+    def _release(self, key: int) -> None:
+        entry = self._live[key]
+        entry[0] -= 1
+        if entry[0] == 0:
+            self.current -= entry[1]
+            del self._live[key]
+
+    def mark(self) -> None:
+        self.marks.append(self.current)
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / MB
+
+    @property
+    def total_mb(self) -> float:
+        return self.total / MB
+
+    def __enter__(self) -> SavedTensors:
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)

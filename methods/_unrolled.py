@@ -20,7 +20,7 @@ from hgbench.method import Budget, ProbeState, Reference
 from hgbench.optimum import tight_optimum
 from hgbench.task import Problem
 from hgbench.training import BatchStream
-from hgbench.unroll import Batch, unrolled_hypergradient
+from hgbench.unroll import Batch, l2_decay, unrolled_hypergradient
 
 # the probe state of the last (problem, hparams) asked for: every method of a probe cell and
 # its reference ask for the same one, and an L-BFGS optimum of a network costs seconds
@@ -56,7 +56,7 @@ def zeros_like(tree: Params) -> Params:
 def unrolled_exact(problem: Problem, state: ProbeState, steps: int) -> tuple[dict, float]:
     """d L_V(w_K) / d hparams through K full-batch steps from the state, by reverse mode."""
     hg, val_loss, _, _ = unrolled_hypergradient(
-        problem.train_loss,
+        problem.data_loss,  # the weight decay applied in the step: no penalty graph
         lambda w, h: problem.val_loss(w),
         state.params,
         zeros_like(state.params),
@@ -64,6 +64,7 @@ def unrolled_exact(problem: Problem, state: ProbeState, steps: int) -> tuple[dic
         full_batches(problem, steps),
         problem.lr,
         problem.task.momentum,
+        decay=l2_decay,
     )
     return hg, float(val_loss)
 

@@ -25,7 +25,7 @@ from hgbench.method import (
 from hgbench.methods._unrolled import full_batches, steps_left, unrolled_reference, zeros_like
 from hgbench.task import Problem
 from hgbench.training import BatchStream, sgd_momentum_step
-from hgbench.unroll import Batch, unrolled_hypergradient
+from hgbench.unroll import Batch, l2_decay, unrolled_hypergradient
 
 
 def plain_steps(
@@ -85,7 +85,7 @@ class TruncatedBPTT(Method):
         cut = max(len(batches) - self.truncation, 0)  # a window cut short by the budget
         params, velocity = plain_steps(problem, params, velocity, hparams, batches[:cut], lr, gen)
         return unrolled_hypergradient(
-            problem.train_loss,
+            problem.data_loss,  # the weight decay applied in the step: no penalty graph
             val_loss,
             params,
             velocity,
@@ -94,6 +94,7 @@ class TruncatedBPTT(Method):
             lr,
             problem.task.momentum,
             gen,
+            decay=l2_decay,
         )
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
