@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hgbench.scaling.cli import add_scaling_parser
 
     add_scaling_parser(sub)
+    from hgbench.budgets.study import add_budgets_parser
+
+    add_budgets_parser(sub)
     lister = sub.add_parser("list", help="list registered methods, tasks or suites")
     lister.add_argument("what", choices=["methods", "tasks", "suites"])
     return parser
@@ -393,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
             from hgbench.scaling.cli import scaling_command
 
             return scaling_command(args)
+        if args.command == "budgets":
+            from hgbench.budgets.study import budgets_command
+
+            return budgets_command(args)
         if args.command == "check":
             from hgbench.check import check_directory
 

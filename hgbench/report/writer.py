@@ -94,6 +94,14 @@ def _noisy_lines(outcomes: pd.DataFrame) -> list[str]:
     return lines
 
 
+# the default suite is the quick start: say what budget it ran at and where the fuller contest is
+BUDGET_LINE = (
+    "- Budget: one training run per cell (the task's epochs; black-box search shares that one "
+    "run among its trials). Every method at 1, 3, 10 and 30 runs, and over its own settings: "
+    "[the budget study](../budgets/report.md) (`python -m hgbench budgets`, docs/budgets.md)"
+)
+
+
 def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) -> str:
     parsed = a.get("parsed_rows", len(rows))
     source = Path(a.get("source", RESULTS_FILE)).name  # results.jsonl, or its .gz archive
@@ -116,6 +124,8 @@ def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) 
         f"- Devices: {', '.join(_distinct(rows['device'])) or MISSING}",
         f"- dtype: {', '.join(_distinct(rows['dtype'])) or MISSING}",
     ]
+    if "default" in _distinct(rows["suite"]):
+        lines.append(BUDGET_LINE)
     env = _env_lines(rows)
     if env:
         lines += ["- Environment:", *env]

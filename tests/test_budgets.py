@@ -1,0 +1,163 @@
+"""The budget study: each kind spends exactly the budget its rule gives it, the sweep moves one
+setting at a time, and the report's figures (first match, ranks, sensitivity) come out right on
+rows built by hand and on a tiny real run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from hgbench.budgets.kinds import Kind, kind_of
+from hgbench.budgets.plan import plan_budget_cells, sweep_configs, variants
+from hgbench.budgets.search import FullTrialSearch, Strategy
+from hgbench.budgets.spend import Budgeted
+from hgbench.method import METHODS, Budget
+from hgbench.plugins import load_plugins
+from hgbench.report.budgets import curves, final_rows, first_match, ranks, sensitivity
+from hgbench.task import TASKS
+from hgbench.training import SGDTrainer
+
+load_plugins()
+
+
+def _problem(name: str = "ridge", epochs: int = 2):
+    return dataclasses.replace(TASKS[name], epochs=epochs).build(0, "cpu", torch.float32)
+
+
+def test_kinds() -> None:
+    assert kind_of("fixed") == Kind.SINGLE
+    assert kind_of("random_search") == kind_of("hyperband") == Kind.SEARCH
+    assert kind_of("reversible_sgd") == kind_of("drmad") == Kind.META
+    assert kind_of("ift_neumann") == kind_of("laplace_ntk") == Kind.ONLINE
+
+
+def test_variants_divide_and_multiply_by_three_and_counts_take_neighbours() -> None:
+    assert variants(0.3) == pytest.approx([0.1, 0.9])
+    assert variants(10) == [3, 30]
+    assert variants(5) == [2, 15]
+    assert variants(1) == [2]  # a count of 1 has one neighbour
+    assert variants(2) == [1, 3]
+    assert variants(True) == [] and variants(None) == []
+
+
+def test_sweep_moves_one_setting_at_a_time() -> None:
+    defaults = METHODS["ift_neumann"]().method_params()
+    configs = sweep_configs("ift_neumann", defaults)
+    labels = [label for label, _ in configs]
+    assert "terms=15" in labels and "period=3" in labels and "hyper_lr=0.01" in labels
+    for _, settings in configs:
+        assert sum(settings[k] != defaults[k] for k in defaults) == 1
+
+
+def test_plan_fixed_keeps_one_run_and_search_is_not_swept() -> None:
+    cells = plan_budget_cells(["ridge"], ["fixed", "tpe", "ift_neumann"], [0], (1, 3))
+    by = {(c.method, c.context["runs"], c.context["setting"]) for c in cells}
+    assert ("fixed", 1, "default") in by and ("fixed", 3, "default") not in by
+    assert {k for k in by if k[0] == "tpe"} == {("tpe", 1, "default"), ("tpe", 3, "default")}
+    assert any(k[0] == "ift_neumann" and k[2] != "default" for k in by)
+    assert len({c.key for c in cells}) == len(cells)  # budget and setting make distinct cells
+    # the default suite's hyper_lr 0.1 applies here too
+    neumann = next(c for c in cells if c.method == "ift_neumann")
+    assert neumann.method_params["hyper_lr"] == 0.1
+
+
+def test_random_search_at_one_run_is_the_fixed_run_and_spends_exactly_b_runs() -> None:
+    problem = _problem()
+    run_steps = problem.task.epochs * problem.steps_per_epoch
+    one = list(FullTrialSearch(Strategy.RANDOM, runs=1).run(problem, Budget(None, None)))
+    trainer = SGDTrainer(problem, problem.init_params())
+    done = 0
+    while done < run_steps:
+        done += trainer.steps(problem.init_hparams(), run_steps - done)
+    assert one[-1].step == run_steps
+    for k, v in trainer.params.items():  # the default hparams first: exactly fixed's run
+        torch.testing.assert_close(one[-1].params[k], v)
+    three = list(FullTrialSearch(Strategy.RANDOM, runs=3).run(problem, Budget(None, None)))
+    assert three[-1].step == 3 * run_steps
+    assert three[-1].objective <= one[-1].objective  # the incumbent never gets worse
+
+
+@pytest.mark.parametrize("strategy", [Strategy.TPE, Strategy.HYPERBAND, Strategy.GP])
+def test_optuna_strategies_spend_the_budget(strategy: Strategy) -> None:
+    problem = _problem()
+    run_steps = problem.task.epochs * problem.steps_per_epoch
+    ckpts = list(FullTrialSearch(strategy, runs=2).run(problem, Budget(None, None)))
+    assert ckpts[-1].step == 2 * run_steps
+    assert math.isfinite(ckpts[-1].objective)
+
+
+def test_meta_method_takes_b_meta_iterations() -> None:
+    problem = _problem("digits_mlp", epochs=1)
+    method = Budgeted("reversible_sgd", {"T": 5}, runs=3)
+    method.setup(problem)
+    ckpts = list(method.run(problem, Budget(1, None)))
+    assert ckpts[-1].epoch == 3  # the cap meta_iterations=1 lifted, the budget's 3 taken
+
+
+def test_online_method_retrains_only_when_a_run_is_left() -> None:
+    problem = _problem()
+    free = Budgeted("ift_neumann", {"period": 1}, runs=3)
+    free.setup(problem)
+    # no time passes: two runs' worth is left after the joint run, so it retrains once
+    ckpts = list(free.run(problem, Budget(2, None, lambda: 0.0)))
+    assert ckpts[-1].extra.get("retrained") in (0.0, 1.0)
+    assert ckpts[-1].epoch == 2 * problem.task.epochs
+    assert free.unused_runs == pytest.approx(2.0)
+    spent = Budgeted("ift_neumann", {"period": 1}, runs=3)
+    spent.setup(problem)
+    # the joint run took the whole budget: no retrain
+    last = list(spent.run(problem, Budget(2, None, lambda: 1e9)))[-1]
+    assert "retrained" not in last.extra and last.epoch <= problem.task.epochs
+
+
+def _rows(records: list[tuple]) -> pd.DataFrame:
+    cols = ["task", "method", "budget_runs", "setting", "seed", "test_nll", "val_loss", "tse"]
+    df = pd.DataFrame(records, columns=cols)
+    df["final"], df["status"] = True, "ok"
+    return df
+
+
+def test_report_tables_on_synthetic_rows() -> None:
+    recs = []
+    for seed in range(3):
+        recs.append(("t", "fixed", 1, "default", seed, 0.50, 0.5, 100))
+        for b, nll in [(1, 0.8), (3, 0.45), (10, 0.30)]:
+            recs.append(("t", "tpe", b, "default", seed, nll, nll, 100 * b))
+        for b in (1, 3, 10):
+            recs.append(("t", "ift_neumann", b, "default", seed, 0.40, 0.4, 300))
+        # a setting with better validation but worse test: the choice must follow validation
+        recs.append(("t", "ift_neumann", 1, "period=3", seed, 0.90, 0.1, 300))
+        recs.append(("t", "ift_neumann", 1, "period=30", seed, 0.35, 0.9, 300))
+    c = curves(final_rows(_rows(recs)))
+    assert set(c[c["method"] == "fixed"]["budget"]) == {1, 3, 10}  # carried flat
+    assert first_match(c, "t", "tpe", 0.50) == 3
+    assert first_match(c, "t", "tpe", 0.40) == 10
+    assert first_match(c, "t", "fixed", 0.40) is None
+    r = ranks(c)
+    assert r.loc["ift_neumann", 1] == 1 and r.loc["tpe", 10] == 1
+    s = sensitivity(final_rows(_rows(recs))).set_index("method")
+    assert s.loc["ift_neumann", "chosen"] == "period=3"  # by validation, never test
+    assert s.loc["ift_neumann", "spread"] == pytest.approx(0.55)
+    assert s.loc["ift_neumann", "rank_default"] == 1 and s.loc["ift_neumann", "rank_chosen"] == 3
+
+
+def test_tiny_real_run_end_to_end(cli, tmp_path) -> None:
+    out = tmp_path / "b"
+    args = ["budgets", "--out", out, "--tasks", "ridge", "--seeds", "0,1", "--budgets", "1,2"]
+    res = cli(*args, "--methods", "fixed,random_search,ift_identity")
+    assert res.code == 0, res.err
+    text = (out / "report.md").read_text()
+    assert "## Verdict" in text and "**ridge**" in text
+    assert (out / "figures" / "budget_curves.png").stat().st_size > 0
+    assert (out / "figures" / "sensitivity.png").stat().st_size > 0
+    again = cli(*args, "--methods", "fixed,random_search,ift_identity")  # resumable
+    assert "already finished" in again.err
+
+
+def test_unknown_method_exits_2(cli, tmp_path) -> None:
+    res = cli("budgets", "--out", tmp_path / "x", "--methods", "nope")
+    assert res.code == 2 and "unknown methods" in res.err
