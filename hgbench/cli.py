@@ -89,6 +89,15 @@ def _common(p: argparse.ArgumentParser, default_dtype: str) -> None:
     ray.add_argument(
         "--retries", type=int, metavar="N", help="(ray) reruns of a cell whose worker dies [2]"
     )
+    ray.add_argument(
+        "--pack",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N cells at once on the device, one process each (ray: 1/N of a GPU each); epoch "
+        "budgets only, rows say timing: packed (docs/gpu.md) [1]",
+    )
+    ray.add_argument("--mps", action="store_true", help="(--pack, GPU) start NVIDIA MPS first")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,6 +239,7 @@ def _remove_dirs(missing: list[Path]) -> None:
 
 def _execute(args: argparse.Namespace, mode: Mode) -> int:
     from hgbench.executors import LocalExecutor, RayExecutor, Rerun
+    from hgbench.packing import PackedExecutor
     from hgbench.planning import plan_cells
     from hgbench.runner import Runner, RunOptions
     from hgbench.store import DirectoryLock, ResultStore
@@ -254,6 +264,9 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
     ray_options = _executor_options(args)
+    from hgbench.packing import check_pack
+
+    check_pack(args.pack, budget_s)
     device = _device(args.device, args.executor)
     if args.channels_last and device.type != "cuda":
         print("note: --channels-last mostly pays on a GPU", file=sys.stderr)
@@ -290,6 +303,7 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
         threads=threads,
         compile=args.compile,
         channels_last=args.channels_last,
+        pack=args.pack,
     )
     _make_dirs(missing)
     lock = DirectoryLock(out)
@@ -314,9 +328,13 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
             print(f"warning: {store.path}: {read.summary()}", file=sys.stderr)
         runner = Runner(store, options)
         rerun = Rerun(failed=args.retry_failed, noisy=args.rerun_noisy)
+        executor: LocalExecutor | RayExecutor | PackedExecutor
         if args.executor == "ray":
-            executor: LocalExecutor | RayExecutor = RayExecutor(runner, **ray_options, rerun=rerun)
+            executor = RayExecutor(runner, **ray_options, pack=args.pack, rerun=rerun)
             via = f" via Ray ({args.address or 'started here'})"
+        elif args.pack > 1:
+            executor = PackedExecutor(runner, args.pack, threads or 1, args.mps, rerun)
+            via = f", {args.pack} at once"
         else:
             executor, via = LocalExecutor(runner, rerun), ""
         print(

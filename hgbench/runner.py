@@ -29,7 +29,7 @@ from hgbench.guards import CellTimeout, check_finite, copy_checkpoint, deadline,
 from hgbench.hparams import HParams, HParamSpace
 from hgbench.method import METHODS, Budget, Checkpoint, Estimate, Method, Objective, Reference
 from hgbench.probe import compare, probe_reference
-from hgbench.schema import Mode, Status
+from hgbench.schema import Mode, Status, Timing
 from hgbench.store import Store
 from hgbench.task import Problem, Task
 from hgbench.timing import PeakMemory, Stopwatch
@@ -87,6 +87,7 @@ class RunOptions:
     compile: bool = False  # training steps through torch.compile
     channels_last: bool = False  # image batches and conv weights in channels-last layout
     noise_threshold: float = NOISE_THRESHOLD
+    pack: int = 1  # cells sharing the device at once (hgbench.packing); 1: isolated timing
 
 
 class Runner:
@@ -131,6 +132,8 @@ class Runner:
             "device": str(self.options.device),
             "dtype": str(self.options.dtype).removeprefix("torch."),
             "env": environment(self.options.device),
+            "timing": (Timing.PACKED if self.options.pack > 1 else Timing.ISOLATED).value,
+            "pack": self.options.pack,
         }
 
     def record_failure(self, cell: Cell, error: str, where: dict[str, Any]) -> None:
