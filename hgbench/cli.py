@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--budget-s", type=float, help="timed seconds per cell (default: the task's epochs)"
     )
+    run.add_argument(
+        "--time-budget-s",
+        type=float,
+        metavar="T",
+        help="run only the cells whose estimated wall seconds fit T, seed-major and by the "
+        "suite's priority; rerun to continue (docs/gpu.md)",
+    )
     probe = sub.add_parser("probe", help="hypergradient fidelity against exact references")
     _common(probe, "float64")
     probe.add_argument("--repeats", type=int, default=3, help="timed estimates per cell")
@@ -267,6 +274,11 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
     from hgbench.packing import check_pack
 
     check_pack(args.pack, budget_s)
+    time_budget_s = getattr(args, "time_budget_s", None)
+    if time_budget_s is not None and not (math.isfinite(time_budget_s) and time_budget_s > 0):
+        raise UsageError("--time-budget-s must be a positive number of seconds")
+    if time_budget_s is not None and budget_s is not None:
+        raise UsageError("--time-budget-s plans cells of epoch budgets: drop --budget-s")
     device = _device(args.device, args.executor)
     if args.channels_last and device.type != "cuda":
         print("note: --channels-last mostly pays on a GPU", file=sys.stderr)
@@ -341,6 +353,8 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
             f"hgbench {mode.value}: {len(cells)} cells on {device} ({args.dtype}){via} -> {out}",
             file=sys.stderr,
         )
+        if time_budget_s is not None:
+            cells = _plan(cells, suite, runner, rerun, time_budget_s, args.pack, executor)
         start = time.perf_counter()
         try:
             counts = executor.run(cells)
@@ -357,6 +371,23 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
     finally:
         lock.release()
     return 0
+
+
+def _plan(cells, suite, runner, rerun, budget_s: float, pack: int, executor) -> list:
+    """The cells a `--time-budget-s` plan runs (hgbench/plan.py), the finished ones left out."""
+    from hgbench import plan as planning
+    from hgbench.envinfo import device_name
+
+    device = runner.options.device
+    kind = device_name(device) or device.type
+    finished = runner.store.finished_cells(rerun.failed, rerun.noisy)
+    todo = [c for c in cells if c.key not in finished]
+    if len(todo) < len(cells):
+        print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells done", file=sys.stderr)
+    plan = planning.make_plan(todo, suite.priority, budget_s, runner.store.read().rows, kind, pack)
+    print(planning.describe(plan, budget_s, pack, kind), file=sys.stderr)
+    executor.may_start = planning.Deadline(plan, budget_s, pack).may_start
+    return plan.cells
 
 
 def _report(out: Path, export: str | None = None) -> Path:

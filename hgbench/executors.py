@@ -19,6 +19,7 @@ import platform
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -59,6 +60,7 @@ class LocalExecutor:
 
     def __init__(self, runner: Runner, rerun: Rerun = Rerun()) -> None:
         self.runner, self.rerun = runner, rerun
+        self.may_start: Callable[[Cell], bool] | None = None  # a plan's deadline (hgbench.plan)
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
         todo, skipped = unfinished(cells, self.runner, self.rerun)
@@ -67,6 +69,9 @@ class LocalExecutor:
         counts: dict[str, int] = {}
         start = time.perf_counter()
         for k, cell in enumerate(todo, 1):
+            if self.may_start is not None and not self.may_start(cell):
+                print(f"time budget spent: {len(todo) - k + 1} cells left", file=self.runner.log)
+                break
             status = self.runner.execute(cell)
             counts[status] = counts.get(status, 0) + 1
             elapsed = time.perf_counter() - start

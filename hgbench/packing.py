@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -104,6 +105,7 @@ class PackedExecutor:
         self.runner, self.pack, self.threads = runner, pack, threads
         self.rerun = rerun or Rerun()
         self.mps = mps
+        self.may_start: Callable[[Cell], bool] | None = None  # a plan's deadline (hgbench.plan)
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
         runner = self.runner
@@ -121,11 +123,23 @@ class PackedExecutor:
         pool = cf.ProcessPoolExecutor(max_workers=self.pack, mp_context=context)
         start, done, cwd = time.perf_counter(), 0, os.getcwd()
         try:
-            futures = {
-                pool.submit(_execute_packed, c, runner.options, self.threads, cwd): c for c in todo
-            }
-            for future in cf.as_completed(futures):
-                cell = futures[future]
+            queue = list(todo)
+            futures: dict[cf.Future, Cell] = {}
+
+            def submit() -> None:  # cells start as slots free, while a plan's deadline allows
+                while queue and len(futures) < self.pack:
+                    if self.may_start is not None and not self.may_start(queue[0]):
+                        print(f"time budget spent: {len(queue)} cells left", file=runner.log)
+                        queue.clear()
+                        return
+                    cell = queue.pop(0)
+                    futures[pool.submit(_execute_packed, cell, runner.options, *job)] = cell
+
+            job = (self.threads, cwd)
+            submit()
+            while futures:
+                future = next(cf.as_completed(futures))
+                cell = futures.pop(future)
                 try:
                     status, rows = future.result()
                 except Exception as exc:  # the worker died (Runner.execute catches the rest)
@@ -135,13 +149,14 @@ class PackedExecutor:
                 else:
                     for row in rows:
                         runner.store.append({**row, "env": {**row["env"], **mps_env}})
+                submit()
                 done += 1
                 counts[status] = counts.get(status, 0) + 1
                 elapsed = time.perf_counter() - start
                 print(
                     f"[cell {done}/{len(todo)}] {cell.label()} seed {cell.seed}: {status} | "
                     f"packed {self.pack} | elapsed {elapsed:.0f}s, "
-                    f"remaining ~{elapsed / done * (len(todo) - done):.0f}s",
+                    f"remaining ~{elapsed / done * (len(queue) + len(futures)):.0f}s",
                     file=runner.log,
                     flush=True,
                 )

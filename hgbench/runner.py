@@ -14,6 +14,7 @@ import json
 import math
 import statistics
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,7 @@ class Runner:
         self._problem: Problem | None = None
         self._step_time = math.nan  # the current problem's calibration step, seconds
         self._references: dict[tuple, Reference] = {}  # the current problem's probe references
+        self._wall_start: float | None = None
 
     @property
     def log(self):
@@ -139,11 +141,13 @@ class Runner:
     def record_failure(self, cell: Cell, error: str, where: dict[str, Any]) -> None:
         """A final `failed` row for a cell whose execution never reported back (its worker
         died); `where` is what is known of where it ran, in place of this process's placement."""
+        self._wall_start = None  # it ran elsewhere, for a time nobody measured
         base = self.base_row(cell)
         base["env"] = {**software_env(), **where}
         self._finish(base, [], status=Status.FAILED, error=error)
 
     def execute(self, cell: Cell) -> Status:
+        self._wall_start = time.perf_counter()  # the final row's wall_s: what a plan budgets
         base = self.base_row(cell)
         watch = Stopwatch(self.options.device)
         mem = PeakMemory(self.options.device)
@@ -208,9 +212,10 @@ class Runner:
         **fields,
     ) -> None:
         """Write the held-back row as final, or (on skip/failure) a final status row after it."""
+        wall = None if self._wall_start is None else time.perf_counter() - self._wall_start
         if status is None:
             last = pending.pop() if pending else {**base, "status": Status.OK.value, "error": None}
-            self.store.append({**last, **(calibration or {}), "final": True})
+            self.store.append({**last, **(calibration or {}), "wall_s": wall, "final": True})
             return
         for row in pending:
             self.store.append(row)
@@ -223,6 +228,7 @@ class Runner:
                 **fields,
                 "status": Status(status).value,
                 "error": fields.get("error"),
+                "wall_s": wall,
                 "final": True,
             }
         )
