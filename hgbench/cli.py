@@ -89,6 +89,15 @@ def _common(p: argparse.ArgumentParser, default_dtype: str) -> None:
     ray.add_argument(
         "--retries", type=int, metavar="N", help="(ray) reruns of a cell whose worker dies [2]"
     )
+    ray.add_argument(
+        "--pack",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N cells at once on the device, one process each (ray: 1/N of a GPU each); epoch "
+        "budgets only, rows say timing: packed (docs/gpu.md) [1]",
+    )
+    ray.add_argument("--mps", action="store_true", help="(--pack, GPU) start NVIDIA MPS first")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run, "float32")
     run.add_argument(
         "--budget-s", type=float, help="timed seconds per cell (default: the task's epochs)"
+    )
+    run.add_argument(
+        "--time-budget-s",
+        type=float,
+        metavar="T",
+        help="run only the cells whose estimated wall seconds fit T, seed-major and by the "
+        "suite's priority; rerun to continue (docs/gpu.md)",
     )
     probe = sub.add_parser("probe", help="hypergradient fidelity against exact references")
     _common(probe, "float64")
@@ -233,6 +249,7 @@ def _remove_dirs(missing: list[Path]) -> None:
 
 def _execute(args: argparse.Namespace, mode: Mode) -> int:
     from hgbench.executors import LocalExecutor, RayExecutor, Rerun
+    from hgbench.packing import PackedExecutor
     from hgbench.planning import plan_cells
     from hgbench.runner import Runner, RunOptions
     from hgbench.store import DirectoryLock, ResultStore
@@ -257,6 +274,14 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
     ray_options = _executor_options(args)
+    from hgbench.packing import check_pack
+
+    check_pack(args.pack, budget_s)
+    time_budget_s = getattr(args, "time_budget_s", None)
+    if time_budget_s is not None and not (math.isfinite(time_budget_s) and time_budget_s > 0):
+        raise UsageError("--time-budget-s must be a positive number of seconds")
+    if time_budget_s is not None and budget_s is not None:
+        raise UsageError("--time-budget-s plans cells of epoch budgets: drop --budget-s")
     device = _device(args.device, args.executor)
     if args.channels_last and device.type != "cuda":
         print("note: --channels-last mostly pays on a GPU", file=sys.stderr)
@@ -293,6 +318,7 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
         threads=threads,
         compile=args.compile,
         channels_last=args.channels_last,
+        pack=args.pack,
     )
     _make_dirs(missing)
     lock = DirectoryLock(out)
@@ -317,15 +343,21 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
             print(f"warning: {store.path}: {read.summary()}", file=sys.stderr)
         runner = Runner(store, options)
         rerun = Rerun(failed=args.retry_failed, noisy=args.rerun_noisy)
+        executor: LocalExecutor | RayExecutor | PackedExecutor
         if args.executor == "ray":
-            executor: LocalExecutor | RayExecutor = RayExecutor(runner, **ray_options, rerun=rerun)
+            executor = RayExecutor(runner, **ray_options, pack=args.pack, rerun=rerun)
             via = f" via Ray ({args.address or 'started here'})"
+        elif args.pack > 1:
+            executor = PackedExecutor(runner, args.pack, threads or 1, args.mps, rerun)
+            via = f", {args.pack} at once"
         else:
             executor, via = LocalExecutor(runner, rerun), ""
         print(
             f"hgbench {mode.value}: {len(cells)} cells on {device} ({args.dtype}){via} -> {out}",
             file=sys.stderr,
         )
+        if time_budget_s is not None:
+            cells = _plan(cells, suite, runner, rerun, time_budget_s, args.pack, executor)
         start = time.perf_counter()
         try:
             counts = executor.run(cells)
@@ -342,6 +374,23 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
     finally:
         lock.release()
     return 0
+
+
+def _plan(cells, suite, runner, rerun, budget_s: float, pack: int, executor) -> list:
+    """The cells a `--time-budget-s` plan runs (hgbench/plan.py), the finished ones left out."""
+    from hgbench import plan as planning
+    from hgbench.envinfo import device_name
+
+    device = runner.options.device
+    kind = device_name(device) or device.type
+    finished = runner.store.finished_cells(rerun.failed, rerun.noisy)
+    todo = [c for c in cells if c.key not in finished]
+    if len(todo) < len(cells):
+        print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells done", file=sys.stderr)
+    plan = planning.make_plan(todo, suite.priority, budget_s, runner.store.read().rows, kind, pack)
+    print(planning.describe(plan, budget_s, pack, kind), file=sys.stderr)
+    executor.may_start = planning.Deadline(plan, budget_s, pack).may_start
+    return plan.cells
 
 
 def _report(out: Path, export: str | None = None) -> Path:

@@ -19,6 +19,7 @@ import platform
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -58,6 +59,7 @@ class LocalExecutor:
 
     def __init__(self, runner: Runner, rerun: Rerun = Rerun()) -> None:
         self.runner, self.rerun = runner, rerun
+        self.may_start: Callable[[Cell], bool] | None = None  # a plan's deadline (hgbench.plan)
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
         todo, skipped = unfinished(cells, self.runner, self.rerun)
@@ -66,6 +68,9 @@ class LocalExecutor:
         counts: dict[str, int] = {}
         start = time.perf_counter()
         for k, cell in enumerate(todo, 1):
+            if self.may_start is not None and not self.may_start(cell):
+                print(f"time budget spent: {len(todo) - k + 1} cells left", file=self.runner.log)
+                break
             status = self.runner.execute(cell)
             counts[status] = counts.get(status, 0) + 1
             elapsed = time.perf_counter() - start
@@ -181,12 +186,14 @@ class RayExecutor:
         address: str | None = None,
         cpus_per_cell: int = 1,
         retries: int = 2,
+        pack: int = 1,
         rerun: Rerun = Rerun(),
     ) -> None:
         self.ray = import_ray()
         self.runner, self.address, self.rerun = runner, address, rerun
         self.cpus_per_cell, self.retries = cpus_per_cell, retries
         self.gpu = runner.options.device.type == "cuda"
+        self.pack = pack  # cells per GPU: each task asks for 1/pack of one (hgbench.packing)
 
     def _connect(self) -> bool:
         """Start or join Ray; True when this executor did (and so must shut it down)."""
@@ -214,7 +221,8 @@ class RayExecutor:
             if node.get("Alive"):
                 res = node.get("Resources", {})
                 fit = int(res.get("CPU", 0) // self.cpus_per_cell)
-                slots += min(fit, int(res.get("GPU", 0))) if self.gpu else fit
+                gpus = int(res.get("GPU", 0)) * self.pack
+                slots += min(fit, gpus) if self.gpu else fit
         return slots
 
     def _check_cluster(self) -> None:
@@ -245,7 +253,7 @@ class RayExecutor:
             self._check_cluster()
             task = ray.remote(
                 num_cpus=self.cpus_per_cell,
-                num_gpus=1 if self.gpu else 0,
+                num_gpus=1 / self.pack if self.gpu else 0,
                 # A worker's CUDA context stays on the GPU it first saw, whatever Ray assigns its
                 # next task: one GPU cell per worker process (max_calls is only honoured here,
                 # not in .options(), which is why the resources are given here too).

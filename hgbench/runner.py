@@ -16,6 +16,7 @@ import json
 import math
 import statistics
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from hgbench.guards import (
 from hgbench.hparams import HParams, HParamSpace
 from hgbench.method import METHODS, Budget, Checkpoint, Estimate, Method, Objective, Reference
 from hgbench.probe import compare, probe_reference
-from hgbench.schema import Mode, Status
+from hgbench.schema import Mode, Status, Timing
 from hgbench.store import Store
 from hgbench.task import Problem, Task
 from hgbench.timing import PeakMemory, Stopwatch
@@ -96,6 +97,7 @@ class RunOptions:
     compile: bool = False  # training steps through torch.compile
     channels_last: bool = False  # image batches and conv weights in channels-last layout
     noise_threshold: float = NOISE_THRESHOLD
+    pack: int = 1  # cells sharing the device at once (hgbench.packing); 1: isolated timing
 
 
 class Runner:
@@ -107,6 +109,7 @@ class Runner:
         self._problem: Problem | None = None
         self._step_time = math.nan  # the current problem's calibration step, seconds
         self._references: dict[tuple, Reference] = {}  # the current problem's probe references
+        self._wall_start: float | None = None
 
     @property
     def log(self):
@@ -140,16 +143,20 @@ class Runner:
             "device": str(self.options.device),
             "dtype": str(self.options.dtype).removeprefix("torch."),
             "env": environment(self.options.device),
+            "timing": (Timing.PACKED if self.options.pack > 1 else Timing.ISOLATED).value,
+            "pack": self.options.pack,
         }
 
     def record_failure(self, cell: Cell, error: str, where: dict[str, Any]) -> None:
         """A final `failed` row for a cell whose execution never reported back (its worker
         died); `where` is what is known of where it ran, in place of this process's placement."""
+        self._wall_start = None  # it ran elsewhere, for a time nobody measured
         base = self.base_row(cell)
         base["env"] = {**software_env(), **where}
         self._finish(base, [], status=Status.FAILED, error=error)
 
     def execute(self, cell: Cell) -> Status:
+        self._wall_start = time.perf_counter()  # the final row's wall_s: what a plan budgets
         base = self.base_row(cell)
         watch = Stopwatch(self.options.device)
         mem = PeakMemory(self.options.device)
@@ -214,9 +221,10 @@ class Runner:
         **fields,
     ) -> None:
         """Write the held-back row as final, or (on skip/failure) a final status row after it."""
+        wall = None if self._wall_start is None else time.perf_counter() - self._wall_start
         if status is None:
             last = pending.pop() if pending else {**base, "status": Status.OK.value, "error": None}
-            self.store.append({**last, **(calibration or {}), "final": True})
+            self.store.append({**last, **(calibration or {}), "wall_s": wall, "final": True})
             return
         for row in pending:
             self.store.append(row)
@@ -229,6 +237,7 @@ class Runner:
                 **fields,
                 "status": Status(status).value,
                 "error": fields.get("error"),
+                "wall_s": wall,
                 "final": True,
             }
         )

@@ -45,6 +45,11 @@ class Status(StrEnum):
     SKIPPED = "skipped"
 
 
+class Timing(StrEnum):
+    ISOLATED = "isolated"  # the cell had its device to itself
+    PACKED = "packed"  # it shared the device with other cells (`--pack`): its seconds are no cost
+
+
 class Mode(StrEnum):
     RUN = "run"  # joint training and tuning within a budget
     PROBE = "probe"  # one hypergradient estimate at a fixed state
@@ -83,6 +88,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("step_time_s", _BOTH, "seconds of one `fixed` training step of the task here"),
     Column("calib_drift", _BOTH, "relative change of that step's time over the cell"),
     Column("noisy", _BOTH, "whether the drift exceeds the noise threshold"),
+    Column("timing", _BOTH, "`isolated` or `packed` (shared the device with other cells)"),
+    Column("pack", _BOTH, "how many cells shared the device (1: isolated)"),
+    Column("wall_s", _BOTH, "(final rows) wall-clock seconds of the attempt, all included"),
     Column("step", _RUN, "optimiser steps done at this evaluation"),
     Column("epoch", _RUN, "epochs done at this evaluation"),
     Column("tse", _RUN, "time_s in training-step equivalents"),
@@ -109,6 +117,8 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "peak_mem_mb",
     "step_time_s",
     "calib_drift",
+    "pack",
+    "wall_s",
     "step",
     "epoch",
     "tse",
@@ -150,6 +160,7 @@ _TYPED: dict[str, tuple[type, ...]] = {
     "hparams": (dict,),
     "error": (str,),
     "noisy": (bool,),
+    "timing": (str,),
     **{name: (int, float) for name in NUMERIC_COLUMNS},
 }
 _ENUMS: dict[str, type[StrEnum]] = {"mode": Mode, "status": Status}

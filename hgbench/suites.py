@@ -29,6 +29,9 @@ class Suite:
     sets: tuple[str, ...] = ()
     budget_s: float | None = None
     gpu: bool = False  # sized for a GPU (the CLI warns when run on a CPU)
+    # the order a time-budgeted plan runs cells in, within each seed: task-name patterns, the
+    # first matching pattern ranks a cell (unmatched cells last, in suite order)
+    priority: tuple[str, ...] = ()
 
     def task_names(self) -> list[str]:
         names = TASKS.names(list(self.tasks)) if self.tasks else []
