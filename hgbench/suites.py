@@ -7,6 +7,7 @@ from typing import Any
 
 from hgbench.registry import Registry
 from hgbench.task import TASKS
+from hgbench.tasks.cifar10_protocol import Protocol, method_configs, short_sets
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,6 @@ register_suite(
         # the methods' own default (0.03) takes too few hyper-steps' worth of movement on tasks
         # of a few hundred steps: every gradient-based tuner gets the same larger rate here
         sets=("hyper_lr=0.1",),
-    )
-)
-register_suite(
-    Suite(
-        name="cifar10",
-        description="CIFAR-10 subsets × augmentation settings × every method × 3 seeds; GPU-sized",
-        tasks=("cifar10_*",),
-        gpu=True,
     )
 )
 # Lorraine et al. 2020's validation overfitting (reports/papers/lorraine2020/). hyper_lr 0.03:
@@ -161,7 +154,8 @@ register_suite(
         seeds=(0,),
         configs=_SMOKE_CONFIGS,
         sets=(
-            "task.epochs=2",  # the span of the cosine schedule: about what 3 s train on a CPU
+            # the short protocol's cosine span (30 epochs on 1k), cut by the 3 s budget
+            *short_sets("1k"),
             "task.batch_size=32",
             "task.n_test=500",
             "task.eval_test_subset=100",
@@ -171,11 +165,62 @@ register_suite(
         budget_s=3.0,
     )
 )
+# The reference grid (docs/cifar10.md): the authors' protocol (tasks/cifar10_protocol.py: the
+# tasks' epochs, batch and schedule; the marginal-likelihood cadences here), every method family,
+# 3 seeds, LILA's rotated variants for the invariance claim. It grows across GPU runs: a
+# time-budgeted plan takes whole seeds, and within a seed the cells in `priority` order (subset
+# 1k, then 5k and 10k, then 20k and 50k; per subset the plain augmentations before the rotated).
+# unroll is truncated to its window of K = 10 steps (Shaban et al.'s truncation).
+CIFAR_SUBSET_ORDER = ("1k", "5k", "10k", "20k", "50k")
+CIFAR_AUGMENTATIONS = ("none", "flipcrop", "learned_affine")
+CIFAR_ROTATIONS = ("rot90", "rot180")
+CIFAR_GRID_METHODS = (
+    "fixed",
+    "random_search",
+    "ift_neumann",
+    "unroll",
+    "laplace_ntk",
+    "laplace_full",
+    "soba",
+    "hypergradient_descent",
+)
+register_suite(
+    Suite(
+        name="cifar10",
+        description="the CIFAR-10 reference grid under the authors' protocol: subsets 1k-50k × "
+        "none/flipcrop/learned_affine + rotated (lila) × 8 methods × 3 seeds; GPU-sized, grown "
+        "across runs in priority order (docs/cifar10.md)",
+        tasks=tuple(
+            name
+            for size in CIFAR_SUBSET_ORDER
+            for name in (
+                *(f"cifar10_{size}_{aug}" for aug in CIFAR_AUGMENTATIONS),
+                *(
+                    f"lila_cifar10_{rot}_{size}_{aug}"
+                    for rot in CIFAR_ROTATIONS
+                    for aug in ("none", "learned_affine")
+                ),
+            )
+        ),
+        methods=CIFAR_GRID_METHODS,
+        configs={**method_configs(Protocol.AUTHORS), "unroll": ({"K": 10},)},
+        gpu=True,
+        priority=(
+            "cifar10_1k_*",
+            "lila_cifar10_*_1k_*",
+            "cifar10_5k_*",
+            "cifar10_10k_*",
+            "lila_cifar10_*_5k_*",
+            "lila_cifar10_*_10k_*",
+            "cifar10_20k_*",
+            "cifar10_50k_*",
+            "lila_cifar10_*_20k_*",
+            "lila_cifar10_*_50k_*",
+        ),
+    )
+)
 # The invariance-learning grid of Immer et al. (lila 2022; NTK bounds 2023): transformed CIFAR-10
-# × subset sizes, without and with learned affine invariance, under the reference schedule
-# (the tasks' SGD, lr 0.1 cosine, batch 128) and the authors' marginal-likelihood cadence:
-# 10 burn-in epochs, then every 5 epochs 50 prior steps (laplace_full), and block bounds of
-# M = 150 points (laplace_ntk, their lila setting).
+# × subset sizes, without and with learned affine invariance, under the same protocol.
 register_suite(
     Suite(
         name="cifar10-lila",
@@ -183,10 +228,7 @@ register_suite(
         "subsets × {none, learned_affine}: does learned_affine recover the invariance? GPU-sized",
         tags=("cifar10-lila",),
         methods=("fixed", "ift_neumann", "laplace_full", "laplace_ntk"),
-        configs={
-            "laplace_full": ({"burnin": 10, "frequency": 5, "hypersteps": 50},),
-            "laplace_ntk": ({"burnin": 10, "block_size": 150},),
-        },
+        configs=method_configs(Protocol.AUTHORS),
         gpu=True,
     )
 )

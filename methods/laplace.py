@@ -242,9 +242,11 @@ class LaplaceNTK(Method):
 
     Joint with SGD: every `hyper_every` SGD steps (after `burnin` epochs) one Adam step (lr
     `hyper_lr`) on the hparams against the (N/M)-scaled bound of ONE block of M = `block_size`
-    points, evaluated with `structure` (`kernel`: the weighted NTK; or full, blockdiag, kron,
-    diag) and output split `split` (none, independent, single, single_iid); blocks come from a
-    fresh `partition` (random, or grouped by class) of all N points each pass over the data.
+    points; or, with `frequency` > 0, the authors' CIFAR cadence: after `burnin` epochs, every
+    `frequency` epochs `hypersteps` Adam steps, each on the next block. Blocks are evaluated
+    with `structure` (`kernel`: the weighted NTK; or full, blockdiag, kron, diag) and output
+    split `split` (none, independent, single, single_iid); blocks come from a fresh `partition`
+    (random, or grouped by class) of all N points each pass over the data.
     Probe mode times one such block estimate; its `value` is the average over all blocks of one
     partition, i.e. the partitioned bound itself (spread over blocks in `extra`). `bound` is
     derived: what the estimator is relative to the exact full-GGN marglik.
@@ -257,6 +259,8 @@ class LaplaceNTK(Method):
     hyper_every: int = 10
     burnin: int = 1
     hyper_lr: float = 0.1
+    frequency: int = 0  # epochs between phases of `hypersteps`; 0: one every hyper_every steps
+    hypersteps: int = 20
     bound: str = ""
 
     family = Family.MARGLIK
@@ -288,6 +292,8 @@ class LaplaceNTK(Method):
         self.partition = Partition(self.partition)
         if self.block_size < 1 or self.hyper_every < 1 or self.burnin < 0:
             raise ValueError("block_size and hyper_every must be ≥ 1, burnin ≥ 0")
+        if self.frequency < 0 or self.hypersteps < 1:
+            raise ValueError("frequency must be ≥ 0 and hypersteps ≥ 1")
         if self.hyper_lr <= 0:
             raise ValueError("hyper_lr must be positive")
         self.bound = _derived_bound(
@@ -334,23 +340,40 @@ class LaplaceNTK(Method):
         values: list[float] = []
         hypersteps, pending = 0, 0
         yield Checkpoint(trainer.params, hparams, step=0, epoch=0.0)
+
+        def hyperstep() -> None:
+            nonlocal blocks, hypersteps
+            if not blocks:
+                blocks = self._blocks(n, y, block_gen)
+            idx = blocks.pop()
+            inputs = augmented_inputs(data, hparams, x[idx], aug_gen)
+            value = self._estimate(
+                data, detach(trainer.params), hparams, inputs, y[idx], n, split_gen
+            )
+            hyper_opt.zero_grad(set_to_none=True)
+            (-value).backward()
+            hyper_opt.step()
+            values.append(-float(value.detach()))
+            hypersteps += 1
+
         while not budget.finished(trainer.stream.epoch):
-            pending += trainer.steps(detach(hparams), self.hyper_every - pending, budget)
-            if pending >= self.hyper_every:
-                pending = 0
-            if pending == 0 and trainer.stream.epoch >= self.burnin:
-                if not blocks:
-                    blocks = self._blocks(n, y, block_gen)
-                idx = blocks.pop()
-                inputs = augmented_inputs(data, hparams, x[idx], aug_gen)
-                value = self._estimate(
-                    data, detach(trainer.params), hparams, inputs, y[idx], n, split_gen
-                )
-                hyper_opt.zero_grad(set_to_none=True)
-                (-value).backward()
-                hyper_opt.step()
-                values.append(-float(value.detach()))
-                hypersteps += 1
+            if self.frequency > 0:
+                # the phase cadence of laplace_full: after burn-in, every `frequency` epochs
+                trainer.epoch(detach(hparams), budget)
+                done = round(trainer.stream.epoch)
+                if (
+                    trainer.stream.at_epoch_end
+                    and done > self.burnin
+                    and (done - self.burnin) % self.frequency == 0
+                ):
+                    for _ in range(self.hypersteps):
+                        hyperstep()
+            else:
+                pending += trainer.steps(detach(hparams), self.hyper_every - pending, budget)
+                if pending >= self.hyper_every:
+                    pending = 0
+                if pending == 0 and trainer.stream.epoch >= self.burnin:
+                    hyperstep()
             if trainer.stream.at_epoch_end or budget.finished(trainer.stream.epoch):
                 objective = sum(values) / len(values) if values else None
                 yield Checkpoint(

@@ -17,7 +17,8 @@ transform of an image depends only on the seed, the split and the image's index 
 a 1k subset's images look exactly as they do in the 10k subset of the same seed.
 
 Tasks `lila_cifar10_<transform>_<subset>_<none|learned_affine>` (apart from the `cifar10_*` tasks,
-so the `cifar10` suite keeps its grid); the `cifar10-lila` suite runs them.
+under the same protocol as those (tasks/cifar10_protocol.py); the `cifar10` reference grid runs
+the rotated ones, the `cifar10-lila` suite all of them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from hgbench.tasks.cifar10 import (
     Cifar10Task,
     subset_arch,
 )
+from hgbench.tasks.cifar10_protocol import BATCH_SIZE, LR, MOMENTUM, eval_every
 
 TRANSFORM_CHUNK = 4096  # images resampled at once (bounds the sampling grid's memory)
 
@@ -139,10 +141,10 @@ for _transform in Transform:
                     arch=_arch,
                     transform=_transform,
                     epochs=EPOCHS[_size],
-                    eval_every=EPOCHS[_size] // 10,
-                    batch_size=128,
-                    lr=0.1,
-                    momentum=0.9,
+                    eval_every=eval_every(EPOCHS[_size]),
+                    batch_size=BATCH_SIZE,
+                    lr=LR,
+                    momentum=MOMENTUM,
                     tags=("cifar10-lila",),
                 )
             )

@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 
 from hgbench.calibration import NOISE_THRESHOLD
 from hgbench.report import bounds, plots, probe_plots, schedules, tables
+from hgbench.report.cifar_claims import claims_section
+from hgbench.report.cifar_grid import grid_sections, grid_view
 from hgbench.report.configs import ordered_methods, with_labels
 from hgbench.report.gain_plot import gain_figure, has_gains
 from hgbench.report.load import UNFINISHED, cell_outcomes, load_rows, noisy_cells
@@ -277,8 +279,20 @@ def write_report(out_dir: Path, method_order: list[str] | None = None) -> Path:
     style = make_style(rows, method_order)
     outcomes = cell_outcomes(rows)
     sections = [_header(out_dir, rows, outcomes, loaded)]
+    # the CIFAR-10 reference grid: results only from converged cells of the authors' protocol,
+    # and its own sections (sanity bar, claims, cells not run yet, an earlier slice) at the end
+    grid = grid_view(rows)
+    tail: list[str] = []
+    if grid is not None:
+        tail = grid_sections(grid, [claims_section(grid.result_rows())])
+        rows = grid.result_rows()
+        outcomes = cell_outcomes(rows)
     if rows.empty:
-        sections.append("No completed cells yet.")
+        sections.append(
+            "No completed cells yet."
+            if grid is None
+            else "No converged cells of the authors' protocol yet: the grid's sections follow."
+        )
     else:
         present = set(rows["method"].dropna())
         methods = [m for m in ordered_methods(present, method_order) if m in present]
@@ -288,6 +302,7 @@ def write_report(out_dir: Path, method_order: list[str] | None = None) -> Path:
         sections.append(_status_section(outcomes, methods))
         sections += [_run_section(a, r, style, out_dir) for a, r in runs]
         sections += [_probe_section(t, r, style, out_dir) for t, r in _tasks(rows, Mode.PROBE)]
+    sections += tail
     report = out_dir / REPORT_FILE
     report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     return report
