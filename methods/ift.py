@@ -53,7 +53,13 @@ HYPER_OPTIMIZERS = {
 class _Implicit(Method):
     """Joint loop of Lorraine et al.: inner SGD on L_T; after `warmup_steps`, every `period` inner
     steps one hyper-step from ONE training and ONE validation minibatch, applied by a
-    hyper-optimiser (Adam or RMSprop) on the hparams. Probe mode solves with full batches."""
+    hyper-optimiser (Adam or RMSprop) on the hparams. Probe mode solves with full batches.
+
+    Run mode matches Algorithm 1 written in plain autograd (tests/test_reference_loops.py). On
+    purpose it differs from the paper in: inner SGD with the task's momentum (paper: plain SGD);
+    Adam/RMSprop on the hparams (paper: SGD); x′ from a training stream of its own; hyper-steps
+    every k-th step counted over the whole run. See docs/reference-loops.md.
+    """
 
     period: int = 10
     warmup_steps: int = 0

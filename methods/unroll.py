@@ -33,6 +33,12 @@ class Unroll(Method):
     minibatches advance the params, the validation loss on one validation minibatch at the
     window's end is differentiated back through the window, and Adam takes one step on the
     hparams. Probe mode unrolls K full-batch steps from the probe state (zero velocity).
+
+    Run mode matches a `higher` loop to ~1e-15 (tests/test_reference_loops.py). On purpose, it
+    differs in: the window's K steps all use the learning rate of its first step; weight decay is
+    applied in the step, not the loss (same numbers); weights and velocity carry over windows;
+    the last window may run past an epoch budget (⌈E·steps_per_epoch / K⌉ windows). See
+    docs/reference-loops.md.
     """
 
     K: int = 10
