@@ -20,12 +20,12 @@ import time
 
 import torch
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import cg
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
-from hgbench.timing import synchronize
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.timing import synchronize
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.implicit import implicit_hypergradient
+from hgbench.numerics.linalg import cg
 
 
 def setup(task_name: str, device: str, batch: int, dtype: torch.dtype = torch.float32):

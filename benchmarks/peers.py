@@ -8,10 +8,12 @@ On held-out models (plain nn.Sequential, so every peer's backend can hook every 
 MLP 64-128-128-10 (tanh) and a CNN (two 3×3 convolutions of width 16, ReLU, 2×2 max-pools,
 linear head) on 8×8 digits, one weight-decay hparam per tensor.
 
-- unroll: `hgbench.unroll` against `higher` (weight decay through its differentiable optimizer,
+- unroll: `hgbench.numerics.unroll` against `higher` (weight decay through its differentiable
+optimizer,
   its fastest exact use) and torchopt's MetaSGD (penalty in the loss), K = 20 steps of SGD with
   momentum on batches of 100, the validation loss on 400 points (benchmarks/unroll_vs_higher.py).
-- ift: `hgbench.implicit` against torchopt's implicit differentiation, CG with 20 iterations
+- ift: `hgbench.numerics.implicit` against torchopt's implicit differentiation, CG with 20
+iterations
   (benchmarks/ift_vs_torchopt.py).
 - laplace: one full-batch marginal-likelihood step (fit, value, gradient in the log prior
   precisions) against laplace-torch with each backend: BackPACK, ASDL, Curvlinops
@@ -44,10 +46,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.memory import PeakRegion, limit_address_space
-from hgbench.schema import StrEnum
-from hgbench.timing import synchronize
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.schema import StrEnum
+from hgbench.engine.memory import PeakRegion, limit_address_space
+from hgbench.engine.timing import synchronize
 
 Job = Callable[[], object]
 
@@ -128,7 +130,7 @@ def peak_mb(job: Job, device: torch.device) -> float:
 
 def rss_peak_mb(job: Job, device: torch.device) -> float:
     """On a CPU, a second view of one call's memory: the process's peak resident set size over
-    the call minus its RSS before it (hgbench.memory.PeakRegion, as the scaling sweep
+    the call minus its RSS before it (hgbench.engine.memory.PeakRegion, as the scaling sweep
     measures). It sees what the profiler's events miss (allocations inside torch.func
     transforms: torchopt's implicit differentiation shows 0.2 MB by events, 1.8 MB by RSS), but
     counts whole pages and not memory the allocator reuses. NaN on a GPU (the first is exact)."""

@@ -1,4 +1,4 @@
-"""peers.py's unroll part: `hgbench.unroll` against `higher` and torchopt's MetaSGD.
+"""peers.py's unroll part: `hgbench.numerics.unroll` against `higher` and torchopt's MetaSGD.
 
 K = 20 steps of SGD with momentum on batches of 100 and the validation loss on 400 points, one
 weight-decay hparam per tensor, on peers.py's held-out models. `higher` gets one param group
@@ -19,9 +19,9 @@ from peers import Row, build, compare, digits, log_wd  # benchmarks/ is on sys.p
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.hparams import WD_PREFIX
-from hgbench.unroll import l2_decay, unrolled_hypergradient
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.unroll import l2_decay, unrolled_hypergradient
 
 
 @dataclass

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import torch
 
-from hgbench.errors import UsageError
-from hgbench.schema import RESULTS_FILE, Mode, ResultsFileError, read_results, results_path
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.schema import (
+    RESULTS_FILE,
+    Mode,
+    ResultsFileError,
+    read_results,
+    results_path,
+)
 
 DEFAULT_OUT = Path("runs")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -131,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="list what is wrong with a results directory")
     check.add_argument("dir", type=Path)
-    from hgbench.scaling.cli import add_scaling_parser
+    from hgbench.engine.scaling.cli import add_scaling_parser
 
     add_scaling_parser(sub)
     lister = sub.add_parser("list", help="list registered methods, tasks or suites")
@@ -161,7 +167,7 @@ def _executor_options(args: argparse.Namespace) -> dict[str, object]:
             if value is not None:
                 raise UsageError(f"{flag} applies to --executor ray only")
         return {}
-    from hgbench.executors import import_ray
+    from hgbench.engine.executors import import_ray
 
     import_ray()
     cpus = 1 if args.ray_cpus_per_cell is None else args.ray_cpus_per_cell
@@ -174,9 +180,9 @@ def _executor_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _list(what: str) -> int:
-    from hgbench.method import METHODS
-    from hgbench.suites import SUITES
-    from hgbench.task import TASKS
+    from hgbench.contracts.method import METHODS
+    from hgbench.contracts.suites import SUITES
+    from hgbench.contracts.task import TASKS
 
     if what == "methods":
         for name, cls in METHODS.items():
@@ -229,11 +235,11 @@ def _remove_dirs(missing: list[Path]) -> None:
 
 
 def _execute(args: argparse.Namespace, mode: Mode) -> int:
-    from hgbench.executors import LocalExecutor, RayExecutor, Rerun
-    from hgbench.planning import plan_cells
-    from hgbench.runner import Runner, RunOptions
-    from hgbench.store import DirectoryLock, ResultStore
-    from hgbench.suites import SUITES
+    from hgbench.contracts.suites import SUITES
+    from hgbench.engine.executors import LocalExecutor, RayExecutor, Rerun
+    from hgbench.engine.planning import plan_cells
+    from hgbench.engine.runner import Runner, RunOptions
+    from hgbench.engine.store import DirectoryLock, ResultStore
 
     if args.data_dir is not None:
         os.environ["HGBENCH_DATA"] = str(args.data_dir)
@@ -353,7 +359,7 @@ def _report(out: Path, export: str | None = None) -> Path:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from hgbench.store import ResultStore
+    from hgbench.engine.store import ResultStore
 
     path = results_path(args.dir)  # an archived reference run ships results.jsonl.gz
     try:
@@ -379,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
             argv = ["run", *argv]  # `python -m hgbench [--out DIR ...]`: the default suite
         args = build_parser().parse_args(argv)
-        from hgbench.plugins import load_plugins
+        from hgbench.engine.plugins import load_plugins
 
         try:
             load_plugins()
@@ -390,11 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report_command(args)
         if args.command == "scaling":
-            from hgbench.scaling.cli import scaling_command
+            from hgbench.engine.scaling.cli import scaling_command
 
             return scaling_command(args)
         if args.command == "check":
-            from hgbench.check import check_directory
+            from hgbench.engine.check import check_directory
 
             return check_directory(args.dir)
         return _execute(args, Mode(args.command))

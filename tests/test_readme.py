@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from hgbench.method import METHODS
-from hgbench.plugins import load_plugins
-from hgbench.probe import validation_reference
-from hgbench.task import TASKS
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.probe import validation_reference
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from hgbench.method import METHODS
-from hgbench.plugins import load_plugins
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.schema import Mode, Status, row_problem
+from hgbench.engine.plugins import load_plugins
 from hgbench.report import write_report
-from hgbench.schema import Mode, Status, row_problem
 
 load_plugins()
 README = Path(__file__).resolve().parents[1] / "README.md"

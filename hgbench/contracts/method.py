@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from hgbench.hparams import HParams, Params
-from hgbench.registry import Registry
-from hgbench.task import Problem
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.registry import Registry
+from hgbench.contracts.task import Problem
 
 
 class Family(str, Enum):
@@ -161,8 +161,8 @@ class Method:
     def probe_reference(self, problem: Problem, hparams: HParams | None = None) -> Reference | None:
         """Override where the exact reference is specific to this method's own objective (e.g.
         the validation loss after its own training run); None: the harness's reference for
-        `objective` (see hgbench.probe). `hparams`: the task's hparams of the probe state (None:
-        its initial ones)."""
+        `objective` (see hgbench.engine.probe). `hparams`: the task's hparams of the probe state
+        (None: its initial ones)."""
         return None
 
     def method_params(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from hgbench.errors import UnknownNameError
+from hgbench.contracts.errors import UnknownNameError
 
 T = TypeVar("T")
 

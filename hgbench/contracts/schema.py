@@ -1,8 +1,8 @@
 """The result row: its statuses and modes, its columns, the results file, and its one reader.
 
 Every row hgbench stores is one JSON object on one line of `DIR/results.jsonl` (`RESULTS_FILE`).
-The runner writes them (hgbench.store); the store's resume logic, `hgbench check` and the report
-all read them through `read_results`, which skips and counts what it cannot use instead of
+The runner writes them (hgbench.engine.store); the store's resume logic, `hgbench check` and the
+report all read them through `read_results`, which skips and counts what it cannot use instead of
 failing, so every reader agrees on which rows exist.
 """
 

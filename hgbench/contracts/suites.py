@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hgbench.registry import Registry
-from hgbench.task import TASKS
+from hgbench.contracts.registry import Registry
+from hgbench.contracts.task import TASKS
 
 
 @dataclass(frozen=True)

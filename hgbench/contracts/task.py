@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from hgbench.hparams import (
+from hgbench.contracts.hparams import (
     HParam,
     HParams,
     HParamSpace,
@@ -28,8 +28,8 @@ from hgbench.hparams import (
     l2_penalty,
     weight_decay_space,
 )
-from hgbench.registry import Registry
-from hgbench.seeding import derive_seed, make_generator
+from hgbench.contracts.registry import Registry
+from hgbench.contracts.seeding import derive_seed, make_generator
 
 
 class Likelihood(str, Enum):
@@ -159,7 +159,7 @@ class Task(ABC):
 
     def optimum(self, problem: Problem, hparams: HParams) -> Params | None:
         """The exact minimiser of the full training loss, where the task has a closed form;
-        None: the probe finds one by L-BFGS (hgbench.optimum)."""
+        None: the probe finds one by L-BFGS (hgbench.numerics.optimum)."""
         return None
 
     def exact_hypergradient(self, problem: Problem, hparams: HParams) -> dict[str, Tensor] | None:
@@ -200,7 +200,8 @@ class Problem:
         self.space = HParamSpace(task.hparam_space(self._init_params))
         self.lr = task.default_lr(data)
         self._test_subset: Tensor | None = None
-        # run options the harness sets (they change speed, not results): see hgbench.training
+        # run options the harness sets (they change speed, not results): see
+        # hgbench.numerics.training
         self.compile = False
         self.channels_last = False
 

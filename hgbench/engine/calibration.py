@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from hgbench.task import Problem
-from hgbench.timing import synchronize
-from hgbench.training import SGDTrainer
+from hgbench.contracts.task import Problem
+from hgbench.engine.timing import synchronize
+from hgbench.numerics.training import SGDTrainer
 
 NOISE_THRESHOLD = 0.25  # a cell whose step time moved by more than this fraction is noisy
 

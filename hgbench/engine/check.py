@@ -1,7 +1,8 @@
 """`python -m hgbench check DIR`: what is wrong with a results directory, one line per finding.
 
 Exit status 0 when nothing is, 1 when something is (like a linter), 2 when DIR holds no results.
-It reads the store as every other reader does (`hgbench.schema.read_results`) and changes nothing.
+It reads the store as every other reader does (`hgbench.contracts.schema.read_results`) and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from hgbench.errors import UsageError
-from hgbench.schema import (
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.schema import (
     RESULTS_FILE,
     ResultsFileError,
     Status,
@@ -20,7 +21,7 @@ from hgbench.schema import (
     read_results,
     results_path,
 )
-from hgbench.store import LOCK_FILE, DirectoryLock
+from hgbench.engine.store import LOCK_FILE, DirectoryLock
 
 
 def findings(out_dir: Path) -> list[str]:

@@ -1,7 +1,7 @@
 """The environment recorded in every row: versions, git sha, host, device name and which GPU.
 
-Executors add where a cell ran (`hgbench.executors`: the Ray node id and the GPU ids Ray assigned);
-what is recorded here is the same for every executor.
+Executors add where a cell ran (`hgbench.engine.executors`: the Ray node id and the GPU ids Ray
+assigned); what is recorded here is the same for every executor.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from hgbench.method import Estimate, Reference
+from hgbench.contracts.method import Estimate, Reference
 
 
 def _cpu(tree: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

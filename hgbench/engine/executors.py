@@ -24,9 +24,9 @@ from typing import Any, TextIO
 
 import torch
 
-from hgbench.errors import UsageError
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.schema import Status
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.schema import Status
+from hgbench.engine.runner import Cell, Runner, RunOptions
 
 RAY_MISSING = '--executor ray needs Ray, which is not installed: pip install -e ".[ray]"'
 
@@ -118,7 +118,7 @@ def _execute_in_worker(
     """The Ray task: one cell through `Runner.execute`, its rows returned rather than written."""
     import ray
 
-    from hgbench.plugins import load_plugins
+    from hgbench.engine.plugins import load_plugins
 
     # Ray's workers start with OMP_NUM_THREADS=1; time the cell on the CPUs it holds instead.
     torch.set_num_threads(threads)

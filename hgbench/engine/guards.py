@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import torch
 
-from hgbench.errors import DivergedError
-from hgbench.method import Checkpoint
+from hgbench.contracts.errors import DivergedError
+from hgbench.contracts.method import Checkpoint
 
 
 class CellTimeout(Exception):

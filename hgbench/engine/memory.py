@@ -1,13 +1,14 @@
 """Peak memory of one measured region, per cell: what `peak_mem_mb` means in rows (the
-runner's cells through hgbench.timing.PeakMemory, the scaling sweep's through `PeakRegion`).
+runner's cells through hgbench.engine.timing.PeakMemory, the scaling sweep's through `PeakRegion`).
 
 On a CPU the number is the peak resident set size (RSS) of the cell's own worker process during
 the region, minus its RSS just before it: memory the region itself touched, in a process that ran
-nothing else (hgbench.scaling.pool starts one per cell). Two things make that a per-region figure:
-free heap memory is handed back to the kernel before the region (`malloc_trim`), so the region
-cannot silently reuse pages an earlier allocation left resident; and the kernel's RSS high-water
-mark is reset at its start (writing 5 to /proc/self/clear_refs, Linux ≥ 4.0). Where the reset is
-unavailable the process's lifetime peak is used instead, an upper bound (`method` says which).
+nothing else (hgbench.engine.scaling.pool starts one per cell). Two things make that a per-region
+figure: free heap memory is handed back to the kernel before the region (`malloc_trim`), so the
+region cannot silently reuse pages an earlier allocation left resident; and the kernel's RSS
+high-water mark is reset at its start (writing 5 to /proc/self/clear_refs, Linux ≥ 4.0). Where the
+reset is unavailable the process's lifetime peak is used instead, an upper bound (`method` says
+which).
 
 On a GPU it is `torch.cuda.max_memory_allocated` over the region after a reset, as elsewhere in
 hgbench (its base, `memory_allocated` before the region, is kept beside it).

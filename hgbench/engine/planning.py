@@ -11,12 +11,12 @@ import typing
 from enum import Enum
 from typing import Any
 
-from hgbench.errors import UsageError
-from hgbench.method import METHODS, Method
-from hgbench.runner import Cell
-from hgbench.schema import Mode
-from hgbench.suites import Suite
-from hgbench.task import TASKS, Task
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.method import METHODS, Method
+from hgbench.contracts.schema import Mode
+from hgbench.contracts.suites import Suite
+from hgbench.contracts.task import TASKS, Task
+from hgbench.engine.runner import Cell
 
 
 def parse_value(text: str) -> Any:

@@ -20,7 +20,7 @@ GROUPS = ("hgbench.methods", "hgbench.tasks")
 def load_plugins() -> None:
     import_module("hgbench.methods")
     import_module("hgbench.tasks")
-    import_module("hgbench.suites")
+    import_module("hgbench.contracts.suites")
     for group in GROUPS:
         for ep in entry_points(group=group):
             try:

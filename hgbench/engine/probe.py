@@ -10,13 +10,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.hparams import HParams
-from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import DENSE_LIMIT, cg, dense
-from hgbench.method import Objective, ProbeState, Reference
-from hgbench.optimum import tight_optimum
-from hgbench.task import Problem
+from hgbench.contracts.hparams import HParams
+from hgbench.contracts.method import Objective, ProbeState, Reference
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.implicit import implicit_hypergradient
+from hgbench.numerics.linalg import DENSE_LIMIT, cg, dense
+from hgbench.numerics.optimum import tight_optimum
 
 
 def validation_reference(problem: Problem, hparams: HParams | None = None) -> Reference:
@@ -48,7 +48,9 @@ def probe_reference(
     if objective == Objective.VALIDATION:
         return validation_reference(problem, hparams)
     if objective == Objective.MARGLIK:
-        from hgbench.laplace.marglik import marglik_reference  # the Laplace stack loads lazily
+        from hgbench.numerics.laplace.marglik import (
+            marglik_reference,  # the Laplace stack loads lazily
+        )
 
         return marglik_reference(problem, hparams)
     raise NotImplementedError(f"no exact reference for objective {objective.value!r} yet")

@@ -1,9 +1,9 @@
 """The runner: executes cells (task × method × settings × seed) and measures them fairly.
 
-Every cell's work is measured the same way (`hgbench.timing`), its cost is also expressed in
-training-step equivalents (`hgbench.calibration`), every outcome becomes rows in the store
-(`hgbench.store`), and nothing a method does (raise, NaN, diverge, OOM, hang past `timeout_s`)
-stops the suite: it becomes a row with status `failed` or `timeout`.
+Every cell's work is measured the same way (`hgbench.engine.timing`), its cost is also expressed in
+training-step equivalents (`hgbench.engine.calibration`), every outcome becomes rows in the store
+(`hgbench.engine.store`), and nothing a method does (raise, NaN, diverge, OOM, hang past
+`timeout_s`) stops the suite: it becomes a row with status `failed` or `timeout`.
 """
 
 from __future__ import annotations
@@ -21,18 +21,26 @@ from typing import Any
 
 import torch
 
-from hgbench.calibration import NOISE_THRESHOLD, drift, step_time
-from hgbench.envinfo import environment, software_env
-from hgbench.errors import DivergedError
-from hgbench.estimates import estimate_record, save_estimates
-from hgbench.guards import CellTimeout, check_finite, copy_checkpoint, deadline, error_text
-from hgbench.hparams import HParams, HParamSpace
-from hgbench.method import METHODS, Budget, Checkpoint, Estimate, Method, Objective, Reference
-from hgbench.probe import compare, probe_reference
-from hgbench.schema import Mode, Status
-from hgbench.store import Store
-from hgbench.task import Problem, Task
-from hgbench.timing import PeakMemory, Stopwatch
+from hgbench.contracts.errors import DivergedError
+from hgbench.contracts.hparams import HParams, HParamSpace
+from hgbench.contracts.method import (
+    METHODS,
+    Budget,
+    Checkpoint,
+    Estimate,
+    Method,
+    Objective,
+    Reference,
+)
+from hgbench.contracts.schema import Mode, Status
+from hgbench.contracts.task import Problem, Task
+from hgbench.engine.calibration import NOISE_THRESHOLD, drift, step_time
+from hgbench.engine.envinfo import environment, software_env
+from hgbench.engine.estimates import estimate_record, save_estimates
+from hgbench.engine.guards import CellTimeout, check_finite, copy_checkpoint, deadline, error_text
+from hgbench.engine.probe import compare, probe_reference
+from hgbench.engine.store import Store
+from hgbench.engine.timing import PeakMemory, Stopwatch
 
 
 @dataclass(frozen=True)

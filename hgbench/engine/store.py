@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from hgbench.errors import UsageError
-from hgbench.schema import RESULTS_FILE, ReadResult, Status, is_final, read_results
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.schema import RESULTS_FILE, ReadResult, Status, is_final, read_results
 
 LOCK_FILE = ".hgbench.lock"
 
@@ -179,5 +179,6 @@ class DirectoryLock:
 
 
 def read_rows(path: Path | str) -> list[dict[str, Any]]:
-    """The usable rows of a results file (`hgbench.schema.read_results`, the one reader)."""
+    """The usable rows of a results file (`hgbench.contracts.schema.read_results`, the one
+    reader)."""
     return read_results(path).rows

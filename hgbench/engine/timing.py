@@ -4,7 +4,7 @@ On a GPU every timer boundary synchronises the device, so queued kernels are cha
 that launched them. Peak memory on a GPU is `torch.cuda.max_memory_allocated` after a reset at the
 start of the measured region. On a CPU it is the peak resident set size during the region minus
 the resident set size at its start: free heap is handed back to the kernel and the kernel's RSS
-high-water mark reset when the region starts (hgbench.memory, Linux), so cells run one
+high-water mark reset when the region starts (hgbench.engine.memory, Linux), so cells run one
 after another in one process compare. Where the reset is unavailable it is the process's lifetime
 peak (ru_maxrss), an upper bound that no longer tells cells apart.
 """
@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from hgbench.memory import (
+from hgbench.engine.memory import (
     lifetime_peak_mb,
     release_free_memory,
     reset_peak_rss,

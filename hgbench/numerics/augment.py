@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hgbench.hparams import AUG_PREFIX, HParam
+from hgbench.contracts.hparams import AUG_PREFIX, HParam
 
 # Generators of the 2D affine group's Lie algebra, acting on homogeneous (x, y, 1).
 AFFINE_GENERATORS = torch.tensor(

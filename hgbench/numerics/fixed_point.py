@@ -1,8 +1,9 @@
 """Exact arithmetic for reversible learning: int64 fixed point and rational momenta.
 
 Weights and velocities are held as value · 2^52 in int64, so additions are exact and invertible;
-a momentum γ is rationalised to n / 2^16 and used as that rational everywhere (hgbench.reversible
-explains the scheme). The errors a reversal can end in live here too: every piece raises them.
+a momentum γ is rationalised to n / 2^16 and used as that rational everywhere
+(hgbench.numerics.reversible explains the scheme). The errors a reversal can end in live here too:
+every piece raises them.
 """
 
 from __future__ import annotations

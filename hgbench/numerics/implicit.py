@@ -2,8 +2,9 @@
 
     dL_V/dλ = ∂L_V/∂λ − (∂L_V/∂w) H⁻¹ ∂²L_T/∂w∂λᵀ,   H = ∂²L_T/∂w∂wᵀ
 
-The inverse-Hessian-vector product comes from any `hgbench.linalg` solver, so the exact reference
-(dense or converged CG) and the approximate methods (Neumann, CG with few iterations) share it.
+The inverse-Hessian-vector product comes from any `hgbench.numerics.linalg` solver, so the exact
+reference (dense or converged CG) and the approximate methods (Neumann, CG with few iterations)
+share it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hgbench.functional import LinearizedGradient, TensorDict, flatten, unflatten
-from hgbench.linalg import Solver
+from hgbench.numerics.functional import LinearizedGradient, TensorDict, flatten, unflatten
+from hgbench.numerics.linalg import Solver
 
 TrainLoss = Callable[[TensorDict, TensorDict], Tensor]  # (params, hparams) -> scalar
 ValLoss = Callable[[TensorDict, TensorDict], Tensor]

@@ -1,7 +1,8 @@
 """The information buffer of exact reversal: a per-element rANS bit stack on the device.
 
 Multiplying a fixed-point velocity by γ = n / 2^16 destroys log2(2^16 / n) bits per element; the
-buffer keeps them so that the reverse pass divides exactly (hgbench.reversible has the scheme).
+buffer keeps them so that the reverse pass divides exactly (hgbench.numerics.reversible has the
+scheme).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hgbench.fixed_point import BufferUnderflowError
+from hgbench.numerics.fixed_point import BufferUnderflowError
 
 # rANS constants. Head interval [HEAD_LOW, HEAD_LOW · 2^WORD_BITS) = [2^31, 2^63) fits int64;
 # HEAD_LOW is a multiple of the coding precision 2^PRECISION_BITS, which makes every push and

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from hgbench.functional import detach
-from hgbench.hparams import HParams, Params
-from hgbench.task import Problem
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import detach
 
 
 def tight_optimum(problem: Problem, hparams: HParams, max_iter: int = 3000) -> Params:

@@ -42,7 +42,8 @@ import torch
 from torch import Tensor
 from torch.func import grad, vjp
 
-from hgbench.fixed_point import (
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.numerics.fixed_point import (
     DENOMINATOR,
     DENOMINATOR_BITS,
     FixedPointRangeError,
@@ -53,10 +54,9 @@ from hgbench.fixed_point import (
     rationalise,
     to_fixed,
 )
-from hgbench.functional import flatten, unflatten
-from hgbench.hparams import HParams, Params
-from hgbench.info_buffer import InfoBuffer
-from hgbench.trajectories import FixedPointSGD, StepConstants, StoredSGD, Trajectory
+from hgbench.numerics.functional import flatten, unflatten
+from hgbench.numerics.info_buffer import InfoBuffer
+from hgbench.numerics.trajectories import FixedPointSGD, StepConstants, StoredSGD, Trajectory
 
 __all__ = [  # what the methods and tests use, wherever it is defined
     "DENOMINATOR",

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from hgbench.hparams import HParams, Params, decay_coefficients
-from hgbench.method import Budget
-from hgbench.task import LRSchedule, Problem
+from hgbench.contracts.hparams import HParams, Params, decay_coefficients
+from hgbench.contracts.method import Budget
+from hgbench.contracts.task import LRSchedule, Problem
 
 
 def sgd_momentum_step(

@@ -9,8 +9,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from hgbench.errors import DivergedError
-from hgbench.fixed_point import (
+from hgbench.contracts.errors import DivergedError
+from hgbench.numerics.fixed_point import (
     DENOMINATOR,
     DENOMINATOR_BITS,
     FIXED_LIMIT,
@@ -23,7 +23,7 @@ from hgbench.fixed_point import (
     in_range,
     to_fixed,
 )
-from hgbench.info_buffer import InfoBuffer
+from hgbench.numerics.info_buffer import InfoBuffer
 
 
 # --- trajectories: one exact, one stored ---------------------------------------------------------

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from hgbench.functional import detach
-from hgbench.hparams import WD_PREFIX, HParams, Params
+from hgbench.contracts.hparams import WD_PREFIX, HParams, Params
+from hgbench.numerics.functional import detach
 
 Batch = tuple[Tensor, Tensor]
 # (params, hparams) -> per-tensor coefficients c_p of a penalty ½ Σ_p c_p ⊙ p² kept out of the loss
@@ -21,7 +21,7 @@ Decay = Callable[[Params, HParams], dict[str, Tensor]]
 
 def l2_decay(params: Params, hparams: HParams) -> dict[str, Tensor]:
     """exp(log_wd.p), with its graph to the hparam, for the parameters that have one: the
-    coefficients of hgbench's penalty ½ Σ exp(log_wd.p) ⊙ p² (hgbench.hparams)."""
+    coefficients of hgbench's penalty ½ Σ exp(log_wd.p) ⊙ p² (hgbench.contracts.hparams)."""
     return {k: hparams[WD_PREFIX + k].exp() for k in params if WD_PREFIX + k in hparams}
 
 

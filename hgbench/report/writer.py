@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hgbench.calibration import NOISE_THRESHOLD
+from hgbench.contracts.schema import RESULTS_FILE, Mode, Status
+from hgbench.engine.calibration import NOISE_THRESHOLD
 from hgbench.report import bounds, plots, probe_plots, schedules, tables
 from hgbench.report.configs import ordered_methods, with_labels
 from hgbench.report.gain_plot import gain_figure, has_gains
@@ -27,7 +28,6 @@ from hgbench.report.verdict import (
     ranked_labels,
     verdict_section,
 )
-from hgbench.schema import RESULTS_FILE, Mode, Status
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"

@@ -7,5 +7,5 @@
 - `counts`: operation counts from timed units, to set beside each measured cost;
 - `run`: the sweep into a result store; `cli`: the command.
 
-The report is hgbench.report.scaling.
+The report is hgbench.report.scaling.writer.
 """

@@ -1,4 +1,5 @@
-"""`python -m hgbench scaling`: how each method's cost grows (hgbench.scaling), and its report.
+"""`python -m hgbench scaling`: how each method's cost grows (hgbench.engine.scaling), and its
+report.
 
     python -m hgbench scaling --out reports/scaling          the sweep, then DIR/report.md
     python -m hgbench scaling --out DIR --report-only        redraw the report from DIR
@@ -17,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hgbench.errors import UsageError
+from hgbench.contracts.errors import UsageError
 
 DEFAULT_OUT = Path("runs") / "scaling"
 RUNS_FILE = "runs.json"  # one entry per sweep into the directory: start, wall time, load
@@ -65,7 +66,7 @@ def add_scaling_parser(sub) -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace):
-    from hgbench.scaling.run import Options
+    from hgbench.engine.scaling.run import Options
 
     if not (math.isfinite(args.limit_s) and args.limit_s > 0):
         raise UsageError("--limit-s must be a positive number of seconds")
@@ -92,7 +93,7 @@ def _options(args: argparse.Namespace):
 
 
 def _plan(args: argparse.Namespace):
-    from hgbench.scaling.sweep import Axis, Plan
+    from hgbench.engine.scaling.sweep import Axis, Plan
 
     changes = {}
     if args.axes:
@@ -123,10 +124,10 @@ def record_run(out: Path, run: dict) -> None:
 
 
 def scaling_command(args: argparse.Namespace) -> int:
-    from hgbench.report.scaling import write_scaling_report
-    from hgbench.scaling.run import Sweeper
-    from hgbench.scaling.sweep import plan_points
-    from hgbench.store import DirectoryLock, ResultStore
+    from hgbench.engine.scaling.run import Sweeper
+    from hgbench.engine.scaling.sweep import plan_points
+    from hgbench.engine.store import DirectoryLock, ResultStore
+    from hgbench.report.scaling.writer import write_scaling_report
 
     out = args.out or DEFAULT_OUT
     if args.report_only:

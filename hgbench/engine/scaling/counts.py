@@ -14,7 +14,7 @@ in training-step equivalents (TSE: one `fixed` minibatch step of the task is 1):
 The marginal-likelihood methods' cost is per-example Jacobians and log-determinants, not these
 pieces: their units (`lfit`, `ldet`, `lgrad`: the curvature fit on the points the estimate
 covers, its log-det, the backward to the hparams) are timed per cell, at its settings
-(hgbench.scaling.marglik). A method's count combines the units the way its algorithm does
+(hgbench.engine.scaling.marglik). A method's count combines the units the way its algorithm does
 (`COUNTS`, one formula per registered method that has one); the report sets the measured TSE
 beside it.
 """
@@ -29,11 +29,11 @@ from typing import Any
 
 import torch
 
-from hgbench.functional import LinearizedGradient, hvp
-from hgbench.method import ProbeState
-from hgbench.scaling.marglik import MARGLIK_METHODS, MARGLIK_UNITS
-from hgbench.task import Problem
-from hgbench.timing import synchronize
+from hgbench.contracts.method import ProbeState
+from hgbench.contracts.task import Problem
+from hgbench.engine.scaling.marglik import MARGLIK_METHODS, MARGLIK_UNITS
+from hgbench.engine.timing import synchronize
+from hgbench.numerics.functional import LinearizedGradient, hvp
 
 UNITS = ("f", "g", "b", "h", "j", "bm", "hm")
 

@@ -1,16 +1,16 @@
 """The marginal-likelihood methods' units: a Laplace bound's hypergradient is a curvature fit,
 its log-determinant and a backward pass, not the gradients and Hessian products of
-hgbench.scaling.counts.
+hgbench.engine.scaling.counts.
 
 Timed on the cell's own problem, state and settings, after the method's own calls (outside its
-clock), from hgbench.laplace's public pieces, in TSE (seconds / the task's `fixed` step):
+clock), from hgbench.numerics.laplace's public pieces, in TSE (seconds / the task's `fixed` step):
 
     lfit   `fit_laplace` on the points the method's estimate covers, with its structure, output
            split and chunking: the per-example factor rows (Jacobians) and what the structure
            sums of them (the kernel's NTK Grams, K-FAC factors, the diagonal)
     ldet   `LaplaceFit.log_marglik` of that fit: the prior and the log-det ratio (for the kernel
            the M·C × M·C matrix's Cholesky; for kron the factors' eigendecompositions)
-    lgrad  the backward of that value to the hparams (`hgbench.laplace.hypergradient`)
+    lgrad  the backward of that value to the hparams (`hgbench.numerics.laplace.hypergradient`)
 
 laplace_ntk's estimate covers one block of M = `block_size` points (the first block of a
 partition drawn like the method's), laplace_full's all N training points. A round is the three
@@ -25,14 +25,14 @@ import statistics
 import time
 from typing import Any
 
-from hgbench.laplace import augmented_inputs, fit_laplace, hypergradient, partition
-from hgbench.method import Method, ProbeState
-from hgbench.task import Problem
-from hgbench.timing import synchronize
+from hgbench.contracts.method import Method, ProbeState
+from hgbench.contracts.task import Problem
+from hgbench.engine.timing import synchronize
+from hgbench.numerics.laplace import augmented_inputs, fit_laplace, hypergradient, partition
 
 MARGLIK_UNITS = ("lfit", "ldet", "lgrad")
 MARGLIK_METHODS = ("laplace_ntk", "laplace_full")
-DEFAULT_CHUNK = 256  # laplace_ntk's estimate fits with hgbench.laplace's default chunking
+DEFAULT_CHUNK = 256  # laplace_ntk's estimate fits with hgbench.numerics.laplace's default chunking
 
 
 def _fit_plan(name: str, method: Method, problem: Problem) -> dict[str, Any]:

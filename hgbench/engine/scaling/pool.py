@@ -1,10 +1,11 @@
 """One worker process per scaling cell, with a time limit per hypergradient enforced from outside.
 
 Workers are forked from a fork server that has imported hgbench and nothing more
-(hgbench.scaling.preload; "spawn" where there is no fork server), so every cell starts from the
-same clean process and its memory figure is its own. The parent follows the worker's messages
-(hgbench.scaling.worker) and kills it when setup overruns `setup_limit_s` or one hypergradient
-overruns `limit_s`: a long kernel cannot be interrupted from inside, a process can be killed.
+(hgbench.engine.scaling.preload; "spawn" where there is no fork server), so every cell starts from
+the same clean process and its memory figure is its own. The parent follows the worker's messages
+(hgbench.engine.scaling.worker) and kills it when setup overruns `setup_limit_s` or one
+hypergradient overruns `limit_s`: a long kernel cannot be interrupted from inside, a process can be
+killed.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hgbench.scaling.worker import CellJob, child_main
-from hgbench.schema import Status
+from hgbench.contracts.schema import Status
+from hgbench.engine.scaling.worker import CellJob, child_main
 
-PRELOAD = ["hgbench.scaling.preload"]
+PRELOAD = ["hgbench.engine.scaling.preload"]
 
 
 @dataclass

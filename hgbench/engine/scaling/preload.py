@@ -1,4 +1,4 @@
-"""Imported once by the fork server that starts scaling workers (hgbench.scaling.pool).
+"""Imported once by the fork server that starts scaling workers (hgbench.engine.scaling.pool).
 
 Every worker starts as a fork of this process: torch, hgbench, its methods, tasks and plugins
 imported, the digits arrays loaded, and torch's one-off lazy initialisation done on a tiny
@@ -15,15 +15,15 @@ import gc
 
 import torch
 
-from hgbench.plugins import load_plugins
+from hgbench.engine.plugins import load_plugins
 
 torch.set_num_threads(1)
 load_plugins()
 
-from hgbench.calibration import step_time  # noqa: E402
-from hgbench.scaling.counts import measure_units  # noqa: E402
-from hgbench.scaling.worker import generic_state  # noqa: E402  (and the workers' entry point)
-from hgbench.task import TASKS  # noqa: E402
+from hgbench.contracts.task import TASKS  # noqa: E402
+from hgbench.engine.calibration import step_time  # noqa: E402
+from hgbench.engine.scaling.counts import measure_units  # noqa: E402
+from hgbench.engine.scaling.worker import generic_state  # noqa: E402  (and the workers' entry point)
 
 
 def _warm_up() -> None:

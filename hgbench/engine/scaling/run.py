@@ -24,16 +24,16 @@ from typing import Any, TextIO
 
 import torch
 
-from hgbench.calibration import NOISE_THRESHOLD
-from hgbench.envinfo import environment
-from hgbench.runner import Cell
-from hgbench.scaling.counts import operation_count
-from hgbench.scaling.pool import Outcome, run_cell
-from hgbench.scaling.sweep import Point
-from hgbench.scaling.worker import CellJob
-from hgbench.schema import Mode, Status, is_final
-from hgbench.store import ResultStore
-from hgbench.task import Task
+from hgbench.contracts.schema import Mode, Status, is_final
+from hgbench.contracts.task import Task
+from hgbench.engine.calibration import NOISE_THRESHOLD
+from hgbench.engine.envinfo import environment
+from hgbench.engine.runner import Cell
+from hgbench.engine.scaling.counts import operation_count
+from hgbench.engine.scaling.pool import Outcome, run_cell
+from hgbench.engine.scaling.sweep import Point
+from hgbench.engine.scaling.worker import CellJob
+from hgbench.engine.store import ResultStore
 
 SUITE = "scaling"
 REFERENCE = "none: the scaling sweep measures cost only (no exact reference computed)"

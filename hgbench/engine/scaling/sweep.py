@@ -27,11 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hgbench.errors import UsageError
-from hgbench.method import METHODS, Objective
-from hgbench.plugins import load_plugins
-from hgbench.schema import StrEnum
-from hgbench.task import TASKS, Task
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.method import METHODS, Objective
+from hgbench.contracts.schema import StrEnum
+from hgbench.contracts.task import TASKS, Task
+from hgbench.engine.plugins import load_plugins
 from hgbench.tasks.models import count_params
 from hgbench.tasks.scaling import Granularity, ScalingMLPTask
 

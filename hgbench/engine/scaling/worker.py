@@ -1,12 +1,12 @@
-"""One scaling cell, measured inside its own worker process (hgbench.scaling.pool starts it).
+"""One scaling cell, measured inside its own worker process (hgbench.engine.scaling.pool starts it).
 
 The worker builds the problem, times the task's `fixed` training step (the TSE unit), optionally
-times the units of the operation counts (hgbench.scaling.counts), puts the method at a cost
+times the units of the operation counts (hgbench.engine.scaling.counts), puts the method at a cost
 state and measures its hypergradient (then, for the marginal-likelihood methods, their own
-units at the cell's settings, hgbench.scaling.marglik, outside the method's clock):
+units at the cell's settings, hgbench.engine.scaling.marglik, outside the method's clock):
 
 1. the first call (cold, in a process that has run no other hypergradient) is the memory
-   region: its peak over the RSS just before it (hgbench.memory);
+   region: its peak over the RSS just before it (hgbench.engine.memory);
 2. if it took less than `single_call_s`, up to `repeats` more calls are timed and their median
    is the time per hypergradient; otherwise the first call's own time is (its one-off costs are
    negligible beside seconds of work, and a second call would double the cell's wall time).
@@ -32,15 +32,15 @@ from typing import Any
 
 import torch
 
-from hgbench.calibration import drift, step_time
-from hgbench.guards import error_text
-from hgbench.memory import PeakRegion, is_out_of_memory, limit_address_space
-from hgbench.method import METHODS, Method, ProbeState
-from hgbench.scaling.counts import measure_units
-from hgbench.scaling.marglik import MARGLIK_METHODS, measure_marglik_units
-from hgbench.task import Problem, Task
-from hgbench.timing import synchronize
-from hgbench.training import SGDTrainer
+from hgbench.contracts.method import METHODS, Method, ProbeState
+from hgbench.contracts.task import Problem, Task
+from hgbench.engine.calibration import drift, step_time
+from hgbench.engine.guards import error_text
+from hgbench.engine.memory import PeakRegion, is_out_of_memory, limit_address_space
+from hgbench.engine.scaling.counts import measure_units
+from hgbench.engine.scaling.marglik import MARGLIK_METHODS, measure_marglik_units
+from hgbench.engine.timing import synchronize
+from hgbench.numerics.training import SGDTrainer
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -176,7 +176,7 @@ def child_main(job: CellJob, conn) -> None:
         torch.set_num_threads(job.threads)
         if job.device == "cpu" and job.mem_limit_mb is not None:
             limit_address_space(job.mem_limit_mb)
-        from hgbench.plugins import load_plugins
+        from hgbench.engine.plugins import load_plugins
 
         load_plugins()
         for module in job.plugins:  # the fork server's environment may predate them

@@ -32,8 +32,8 @@ import math
 import torch
 from torch import Tensor
 
-from hgbench.laplace.ggn import Structure
-from hgbench.schema import StrEnum
+from hgbench.contracts.schema import StrEnum
+from hgbench.numerics.laplace.ggn import Structure
 
 
 class OutputSplit(StrEnum):

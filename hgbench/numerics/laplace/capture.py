@@ -1,8 +1,8 @@
 """One forward and K backward passes over a chunk of examples, from module hooks: what every
-curvature structure is built from (the contractions themselves: hgbench.laplace.layers).
+curvature structure is built from (the contractions themselves: hgbench.numerics.laplace.layers).
 
-With Λ_n = M_n M_nᵀ (hgbench.laplace.jacobians), backward pass k carries column k of M_n from
-the outputs to every hooked module's output, for all examples at once. Linear and Conv2d layers
+With Λ_n = M_n M_nᵀ (hgbench.numerics.laplace.jacobians), backward pass k carries column k of M_n
+from the outputs to every hooked module's output, for all examples at once. Linear and Conv2d layers
 keep their inputs and these gradients; other modules that own parameters get their rows by a
 per-row VJP of the module alone. Tensors in no hooked module (a module with several inputs, or
 called on something other than a batch of rows) come from per-example Jacobians of the whole
@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from hgbench.hparams import Params
-from hgbench.laplace.jacobians import Rows, hessian_factor, linearize
-from hgbench.laplace.layers import (
+from hgbench.contracts.hparams import Params
+from hgbench.contracts.task import Likelihood
+from hgbench.numerics.laplace.jacobians import Rows, hessian_factor, linearize
+from hgbench.numerics.laplace.layers import (
     LinearCapture,
     Mask,
     RowCapture,
@@ -31,7 +32,6 @@ from hgbench.laplace.layers import (
     layer_inputs,
     own_params,
 )
-from hgbench.task import Likelihood
 
 # (params, inputs) -> (n, C) outputs; examples must not interact (no BatchNorm)
 ModelFn = Callable[[Params, Tensor], Tensor]

@@ -1,7 +1,8 @@
 """Fitting a Laplace curvature to data: one chunk loop for every structure and output split.
 
-Hparams → prior. hgbench's training loss is mean NLL + ½ Σ_p exp(log_wd.p) ⊙ p² (hgbench.hparams),
-so N times it is the negative log joint under a Gaussian prior of precision
+Hparams → prior. hgbench's training loss is mean NLL + ½ Σ_p exp(log_wd.p) ⊙ p²
+(hgbench.contracts.hparams), so N times it is the negative log joint under a Gaussian prior of
+precision
 
     δ_p = N · exp(log_wd.p)      (broadcast to the parameter's shape)
 
@@ -28,11 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from hgbench.functional import detach
-from hgbench.hparams import WD_PREFIX, HParams, Params, l2_penalty
-from hgbench.laplace.bounds import OutputSplit, split_rows
-from hgbench.laplace.capture import Capture, capture
-from hgbench.laplace.ggn import (
+from hgbench.contracts.hparams import WD_PREFIX, HParams, Params, l2_penalty
+from hgbench.contracts.task import Likelihood, Problem
+from hgbench.numerics.functional import detach
+from hgbench.numerics.laplace.bounds import OutputSplit, split_rows
+from hgbench.numerics.laplace.capture import Capture, capture
+from hgbench.numerics.laplace.ggn import (
     BlockDiagCurvature,
     Curvature,
     DiagCurvature,
@@ -42,10 +44,9 @@ from hgbench.laplace.ggn import (
     SplitCurvature,
     Structure,
 )
-from hgbench.laplace.jacobians import Rows
-from hgbench.laplace.kron import KronBlock
-from hgbench.laplace.layers import Mask
-from hgbench.task import Likelihood, Problem
+from hgbench.numerics.laplace.jacobians import Rows
+from hgbench.numerics.laplace.kron import KronBlock
+from hgbench.numerics.laplace.layers import Mask
 
 Model = nn.Module | Problem
 
@@ -172,7 +173,8 @@ class _Rows:
 
 @dataclass
 class _Diag:
-    """diag: per-layer contractions (hgbench.laplace.layers), no row formed where avoidable."""
+    """diag: per-layer contractions (hgbench.numerics.laplace.layers), no row formed where
+    avoidable."""
 
     groups: list[DiagCurvature]
 

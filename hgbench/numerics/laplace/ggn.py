@@ -1,14 +1,15 @@
 """GGN structures: each is a fitted curvature that returns log det(P0 + G) − log det P0 for any
 prior precision P0 = diag(δ), so hyper-steps that only change δ reuse one fit.
 
-Structures (P parameters, r = number of factor rows in the fit, see hgbench.laplace.jacobians;
-hgbench.laplace.fitting feeds them chunk by chunk):
+Structures (P parameters, r = number of factor rows in the fit, see
+hgbench.numerics.laplace.jacobians; hgbench.numerics.laplace.fitting feeds them chunk by chunk):
 
     kernel     log det(I_r + L P0⁻¹ Lᵀ), the weighted NTK (function space)   O(r²P + r³)
     full       log det(I_P + P0^{-1/2} LᵀL P0^{-1/2}), the full GGN          O(rP² + P³), or
                the kernel side O(r²P + r³) while r ≤ P
     blockdiag  Σ_t of `full` per parameter tensor t                          O(r Σ P_t² + Σ P_t³)
-    kron       Σ_layers K-FAC (hgbench.laplace.kron); tensors outside Linear/Conv2d layers fall back
+    kron       Σ_layers K-FAC (hgbench.numerics.laplace.kron); tensors outside Linear/Conv2d layers
+    fall back
                to their exact per-tensor block
     diag       Σ_p log1p(G_pp / δ_p), G_pp by per-layer contractions       O(rP), no row formed
 
@@ -27,16 +28,16 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from hgbench.laplace.jacobians import Rows
-from hgbench.laplace.kron import KronBlock
-from hgbench.laplace.logdet import (
+from hgbench.contracts.schema import StrEnum
+from hgbench.numerics.laplace.jacobians import Rows
+from hgbench.numerics.laplace.kron import KronBlock
+from hgbench.numerics.laplace.logdet import (
     diagonal_logdet,
     identity_plus_gram_logdet,
     logdet_spd,
     plus_identity,
     scaled_gram_logdet,
 )
-from hgbench.schema import StrEnum
 
 
 class Structure(StrEnum):

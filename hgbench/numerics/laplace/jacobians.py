@@ -8,7 +8,7 @@ log-likelihood in the outputs (softmax: diag(p) − ppᵀ; unit-variance Gaussia
     Gaussian:     M_n = I
 
 and call the K = C rows of L_n = M_nᵀ J_n (J_n = ∂f(x_n)/∂θ, C × P) the example's *factor rows*.
-Every curvature in hgbench.laplace is built from them:
+Every curvature in hgbench.numerics.laplace is built from them:
 
     GGN            Σ_n J_nᵀ Λ_n J_n = Σ_n L_nᵀ L_n                         (P × P)
     weighted NTK   Λ^½ᵀ K Λ^½ with K = J P0⁻¹ Jᵀ, i.e. L P0⁻¹ Lᵀ           (NK × NK)
@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 from torch.func import jacrev, vmap
 
-from hgbench.hparams import Params
-from hgbench.task import Likelihood
+from hgbench.contracts.hparams import Params
+from hgbench.contracts.task import Likelihood
 
 # (params, batched inputs) -> (B, C) outputs; examples must not interact (no BatchNorm).
 ModelFn = Callable[[Params, Tensor], Tensor]

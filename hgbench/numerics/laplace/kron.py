@@ -14,7 +14,8 @@ the output factor first. This is the convention of curvlinops' KFACLinearOperato
 K-FAC is an approximation, neither an upper nor a lower bound on the exact log-determinant.
 
 Restricting the factor rows (n, k) that enter B (a 0/1 weight per row) gives the K-FAC of any
-output split of a block of data. The sums come from hgbench.laplace.layers (`LinearCapture.kron`).
+output split of a block of data. The sums come from hgbench.numerics.laplace.layers
+(`LinearCapture.kron`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from hgbench.laplace.logdet import kron_logdet, scaled_gram_logdet
+from hgbench.numerics.laplace.logdet import kron_logdet, scaled_gram_logdet
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Per-layer curvature contractions: closed forms for Linear and Conv2d, per-row VJPs for other
-modules that own parameters. hgbench.laplace.capture collects their inputs and gradients.
+modules that own parameters. hgbench.numerics.laplace.capture collects their inputs and gradients.
 
 For a layer applied at R positions per example (R = 1 for Linear on flat inputs; the output
 pixels for Conv2d; times S for a model that averages its logits over S augmented copies), the
@@ -14,9 +14,9 @@ what it needs in closed form, without forming a row where it can:
     diag      Σ_{nk} L_{nk}[W]²  =  (Σ_k g_{nk}²)ᵀ (a_n²)      for R = 1: one (out × n)(n × in)
               matmul (the einsum 'kno,ni->oi'); for R > 1 the rows are formed a few examples at a
               time by one batched matmul, squared and summed (as BackPACK's DiagGGN)
-    kron      B = Σ g gᵀ, A = Σ a aᵀ                            two matmuls (hgbench.laplace.kron)
-    kernel    L[W] L[W]ᵀ = (G Gᵀ) ⊙ (A Aᵀ ⊗ 1_{K×K})             for R = 1, no row formed
-    rows      for full and blockdiag, which need them
+    kron      B = Σ g gᵀ, A = Σ a aᵀ                            two matmuls
+    (hgbench.numerics.laplace.kron) kernel    L[W] L[W]ᵀ = (G Gᵀ) ⊙ (A Aᵀ ⊗ 1_{K×K})             for
+    R = 1, no row formed rows      for full and blockdiag, which need them
 
 Layout: a is (n, in', R) and g (n, K, out, R), the layouts a convolution produces (unfold's
 patches, output gradients per channel), so the contractions read them without a transposing copy.
@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 
-from hgbench.hparams import Params
-from hgbench.laplace.jacobians import Rows
+from hgbench.contracts.hparams import Params
+from hgbench.numerics.laplace.jacobians import Rows
 
 Mask = Tensor | None  # (n, K) 0/1 weights of the factor rows of a group; None: every row
 

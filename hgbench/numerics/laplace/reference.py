@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from hgbench.functional import flatten
-from hgbench.hparams import HParams
-from hgbench.laplace.fitting import augmented_inputs, laplace_params
-from hgbench.laplace.ggn import Structure
-from hgbench.laplace.values import exact_structure, hypergradient, log_marglik
-from hgbench.method import ProbeState, Reference
-from hgbench.optimum import tight_optimum
-from hgbench.task import Problem
+from hgbench.contracts.hparams import HParams
+from hgbench.contracts.method import ProbeState, Reference
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import flatten
+from hgbench.numerics.laplace.fitting import augmented_inputs, laplace_params
+from hgbench.numerics.laplace.ggn import Structure
+from hgbench.numerics.laplace.values import exact_structure, hypergradient, log_marglik
+from hgbench.numerics.optimum import tight_optimum
 
 EXACT_LIMIT = 20_000  # min(P, N·C) above this: no exact reference on a CPU
 

@@ -1,8 +1,8 @@
 """Linearised-Laplace log marginal likelihoods: one fit's value, the exact value, and the
 partitioned block bound.
 
-At a MAP θ of the training loss (hgbench.laplace.fitting for hparams → prior) the Laplace log
-marginal likelihood (Immer et al. 2021) is
+At a MAP θ of the training loss (hgbench.numerics.laplace.fitting for hparams → prior) the Laplace
+log marginal likelihood (Immer et al. 2021) is
 
     log q(D | h) = Σ_n log p(y_n | f_n) − ½ θᵀ P0 θ − ½ [log det(P0 + G) − log det P0]
                  = −N · L_T(θ, h) − ½ log-det ratio,
@@ -10,7 +10,7 @@ marginal likelihood (Immer et al. 2021) is
 G = Σ_n J_nᵀ Λ_n J_n the GGN. Augmentation hparams enter through the inputs (f is the model on
 the augmented, possibly S-fold averaged, inputs), so the value is differentiable in them too.
 Hypergradients follow hgbench's convention: gradients of −log q / N (minimised) at fixed θ.
-Block bounds and which estimator bounds what: hgbench.laplace.bounds.
+Block bounds and which estimator bounds what: hgbench.numerics.laplace.bounds.
 
 `model` is an nn.Module (with `likelihood`, categorical by default) or a Problem, as in
 `fit_laplace`.
@@ -21,11 +21,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hgbench.hparams import HParams, Params
-from hgbench.laplace.bounds import OutputSplit
-from hgbench.laplace.fitting import Model, Network, fit_laplace, laplace_params
-from hgbench.laplace.ggn import Structure
-from hgbench.task import Likelihood
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.task import Likelihood
+from hgbench.numerics.laplace.bounds import OutputSplit
+from hgbench.numerics.laplace.fitting import Model, Network, fit_laplace, laplace_params
+from hgbench.numerics.laplace.ggn import Structure
 
 
 def log_marglik(

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hgbench.contracts.schema import RESULTS_FILE, Mode, Status, StrEnum
 from hgbench.report.load import cell_outcomes, load_rows
 from hgbench.report.markdown import markdown_table
-from hgbench.schema import RESULTS_FILE, Mode, Status, StrEnum
 
 FIGURES = "figures"
 DIAGNOSTICS = "diagnostics.json"

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hgbench.contracts.schema import Mode
 from hgbench.report.load import load_rows
-from hgbench.report.papers import (
+from hgbench.report.papers.claims import (
     NOT_RUN,
     Claim,
     Section,
@@ -36,7 +37,6 @@ from hgbench.report.papers import (
     write_paper_report,
 )
 from hgbench.report.style import figure, log_axis
-from hgbench.schema import Mode
 
 REPO = Path(__file__).resolve().parents[2]  # an editable install: the checkout
 PARETO_DIR = Path("reports/digits_marglik_probe")  # the committed probe of every estimator

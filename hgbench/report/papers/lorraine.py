@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hgbench.report.papers import (
+from hgbench.contracts.schema import Mode, Status
+from hgbench.report.papers.claims import (
     NOT_RUN,
     Claim,
     Section,
@@ -32,9 +33,8 @@ from hgbench.report.papers import (
     spread,
     write_paper_report,
 )
-from hgbench.report.papers_lorraine_divergence import divergence_section
+from hgbench.report.papers.lorraine_divergence import divergence_section
 from hgbench.report.style import figure, log_axis
-from hgbench.schema import Mode, Status
 
 OVERFIT = "overfit"
 AUGNET_SUITE = "augnet-gpu"

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hgbench.contracts.schema import Mode, Status
 from hgbench.report.markdown import one_line
-from hgbench.report.papers import (
+from hgbench.report.papers.claims import (
     Claim,
     Section,
     Verdict,
@@ -25,7 +26,6 @@ from hgbench.report.papers import (
     setting,
 )
 from hgbench.report.style import figure
-from hgbench.schema import Mode, Status
 
 
 # --- why CG diverged ---------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hgbench.report.papers import (
+from hgbench.contracts.schema import Mode, Status
+from hgbench.report.papers.claims import (
     Claim,
     Section,
     Verdict,
@@ -32,7 +33,6 @@ from hgbench.report.papers import (
     write_paper_report,
 )
 from hgbench.report.style import figure, log_axis
-from hgbench.schema import Mode, Status
 
 SMOOTH = 9  # steps in the moving average drawn over the learned schedules
 FINAL_STEPS = 10  # "the final iterations"

@@ -1,6 +1,6 @@
 """The scaling sweep's rows as points (one per cell: axis, series, size, outcome, time, memory,
 count) and the log-log slopes fitted to them; shared by the report's tables, figures
-(hgbench/report/scaling_figures.py) and deviation notes (hgbench/report/scaling_deviations.py).
+(hgbench/report/scaling/figures.py) and deviation notes (hgbench/report/scaling/deviations.py).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hgbench.schema import Status
+from hgbench.contracts.schema import Status
 
 REPORT_FILE = "report.md"
-RUNS_FILE = "runs.json"  # written by hgbench.scaling.cli: each sweep's wall time and load
+RUNS_FILE = "runs.json"  # written by hgbench.engine.scaling.cli: each sweep's wall time and load
 FIGURES_DIR = "figures"
 COST_FAILURES = ("oom", "timeout", "beyond")  # out of time or memory, or beyond such a size
 MEM_FLOOR_MB = 0.1  # increases below this are drawn at it (log axis); slopes fit >= MEM_FIT_MB

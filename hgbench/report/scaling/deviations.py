@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hgbench.report.scaling_data import FLAG_RATIO, _size
-from hgbench.report.scaling_figures import series_order
+from hgbench.report.scaling.data import FLAG_RATIO, _size
+from hgbench.report.scaling.figures import series_order
 
 # --- why a measured cost is off its count --------------------------------------------------
 SMALL_STEP_S = 2e-3  # a training step this short: fixed per-call costs dominate
@@ -26,8 +26,8 @@ DEVIATION_NOTES: dict[str, dict[str, str]] = {
     "reversible_sgd": {
         ABOVE: "every step, both ways, also runs the fixed-point arithmetic of the exact "
         "reversal (weights and velocity as int64, the rational momentum, the rANS information "
-        "buffer's push and pop: weight-sized int64 kernels; hgbench/reversible.py), which no "
-        "unit counts: the same loop from a stored float trajectory "
+        "buffer's push and pop: weight-sized int64 kernels; hgbench/numerics/reversible.py), "
+        "which no unit counts: the same loop from a stored float trajectory "
         "(reversible_sgd(exact=False)) takes about half the time on the 1000-wide MLP; and "
         + _FUNC,
     },
@@ -43,7 +43,7 @@ DEVIATION_NOTES: dict[str, dict[str, str]] = {
     "ift_nystrom": {
         ABOVE: "its `rank` Hessian columns (20 here) are one vmapped batch of products (all at "
         "once, not the count's separate h) followed by a QR of the P × rank column block and "
-        "triangular solves (hgbench.linalg.nystrom), which the count leaves out",
+        "triangular solves (hgbench.numerics.linalg.nystrom), which the count leaves out",
     },
     "forward_mode": {
         BELOW: "the n_h tangent columns go through one batched JVP per step (vmap), cheaper "

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from hgbench.report.configs import method_family, ordered_methods
-from hgbench.report.scaling_data import AXIS_X, COST_FAILURES, LINESTYLES, MEM_FLOOR_MB
+from hgbench.report.scaling.data import AXIS_X, COST_FAILURES, LINESTYLES, MEM_FLOOR_MB
 from hgbench.report.style import MARKERS, figure, log_axis
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from hgbench.report.load import load_rows
 from hgbench.report.markdown import markdown_table, one_line
-from hgbench.report.scaling_data import (  # noqa: F401  (re-exported: the report's public names)
+from hgbench.report.scaling.data import (  # noqa: F401  (re-exported: the report's public names)
     AXES,
     AXIS_X,
     FIGURES_DIR,
@@ -32,21 +32,21 @@ from hgbench.report.scaling_data import (  # noqa: F401  (re-exported: the repor
     fit_slope,
     scaling_points,
 )
-from hgbench.report.scaling_deviations import deviation_reasons  # noqa: F401
-from hgbench.report.scaling_figures import scaling_figure, series_order  # noqa: F401
+from hgbench.report.scaling.deviations import deviation_reasons  # noqa: F401
+from hgbench.report.scaling.figures import scaling_figure, series_order  # noqa: F401
 
 UNITS_TEXT = (
     "Counts are in TSE, from units timed on the same model outside the method's clock: f a "
     "full-batch training gradient, g a validation gradient, b a full-batch gradient kept as a "
-    "graph, h one product through it (a Hessian-vector or mixed product), j one forward-over-"
-    "reverse HVP (torch.func), bm and hm b and h on one minibatch (hgbench/scaling/counts.py); "
-    "for the marginal-likelihood bounds, at each cell's own settings, lfit the curvature fit on "
-    "the points the estimate covers (one block of M for laplace_ntk, all N for laplace_full: "
-    "per-example Jacobian rows and what the structure sums of them), ldet its log-determinant "
-    "with the prior (for the kernel a Cholesky of the M·C × M·C matrix) and lgrad the backward to "
-    "the hparams (hgbench/scaling/marglik.py): the method's own pieces timed apart, so their "
-    "count checks that nothing else costs and shows which piece dominates, not an independent "
-    "model of it."
+    "graph, h one product through it (a Hessian-vector or mixed product), j one "
+    "forward-over-reverse HVP (torch.func), bm and hm b and h on one minibatch "
+    "(hgbench/engine/scaling/counts.py); for the marginal-likelihood bounds, at each cell's own "
+    "settings, lfit the curvature fit on the points the estimate covers (one block of M for "
+    "laplace_ntk, all N for laplace_full: per-example Jacobian rows and what the structure sums of "
+    "them), ldet its log-determinant with the prior (for the kernel a Cholesky of the M·C × M·C "
+    "matrix) and lgrad the backward to the hparams (hgbench/engine/scaling/marglik.py): the "
+    "method's own pieces timed apart, so their count checks that nothing else costs and shows "
+    "which piece dominates, not an independent model of it."
 )
 
 
