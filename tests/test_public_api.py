@@ -1,5 +1,5 @@
 """The public surface: every name the documentation imports exists where it says, the tree uses
-none of the deprecated flat paths, and those paths still resolve (with a warning) for old plugins."""
+none of the deprecated flat paths, and those still resolve (with a warning) for old plugins."""
 
 from __future__ import annotations
 
