@@ -61,4 +61,6 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def install() -> None:
     if not any(isinstance(f, _Alias) for f in sys.meta_path):
-        sys.meta_path.append(_Alias())
+        # first: a submodule of an old package (hgbench.laplace.ggn) would otherwise be found by
+        # the path finder in the aliased package's folder and loaded a second time
+        sys.meta_path.insert(0, _Alias())

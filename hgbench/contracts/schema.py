@@ -61,8 +61,8 @@ _BOTH = (Mode.RUN, Mode.PROBE)
 _RUN = (Mode.RUN,)
 _PROBE = (Mode.PROBE,)
 
-# The columns of a row, in the README's order (tests/test_schema.py checks the README against
-# this table). A row has every column of its mode; values it has none for are null.
+# The columns of a row (docs/schema.md renders this table; tests/test_schema.py checks the page's
+# notes against it). A row has every column of its mode; values it has none for are null.
 COLUMNS: tuple[Column, ...] = (
     Column("mode", _BOTH, "`run` or `probe`"),
     Column("suite", _BOTH, "registry name of the suite"),
