@@ -25,7 +25,6 @@ overhead of hgbench's own on top.
 from __future__ import annotations
 
 import statistics
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +40,7 @@ K_NEUMANN, K_CG, K_UNROLL = 5, 20, 20
 
 def tse_table(name: str, device: torch.device, dtype: torch.dtype, rounds: int) -> dict:
     """Median seconds of every operation and hypergradient on model `name`, and the step's."""
-    from peers import build, digits, log_wd, side_by_side
+    from peers_common import build, digits, log_wd, side_by_side
     from unroll_vs_higher import UnrollCase, hgbench_unroll
 
     model = build(name, device, dtype)
@@ -119,9 +118,13 @@ def print_tse(tables: dict[str, dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """peers.py's tse part alone (same options: --models, --rounds, --device, --threads)."""
-    from peers import main as peers_main
+    from peers_common import configure, parse_options
 
-    peers_main(["--parts", "tse", *(sys.argv[1:] if argv is None else argv)])
+    args = parse_options(argv, parts="tse")
+    device, dtype = configure(args)
+    print_tse(
+        {name: tse_table(name, device, dtype, args.rounds) for name in args.models.split(",")}
+    )
 
 
 if __name__ == "__main__":

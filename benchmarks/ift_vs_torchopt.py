@@ -109,7 +109,7 @@ def peer_rows(
     """peers.py's rows: CG-`iterations` on one of its models, a training and a validation batch
     of 100 at its initial params."""
     import torch.nn.functional as F
-    from peers import build, compare, digits, log_wd
+    from peers_common import build, compare, digits, log_wd
     from torch.func import functional_call
 
     def case(dt: torch.dtype):

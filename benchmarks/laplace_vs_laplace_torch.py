@@ -12,13 +12,12 @@ float64 first, and hgbench is compared with the fastest backend that agrees.
         [--rounds 5] [--dtype float32]
 
 is `python benchmarks/peers.py --parts laplace` (the same options): this module holds the laplace
-part of peers.py's ratio table, peers.py the measuring, the models and the driver.
+part of peers.py's ratio table, peers_common.py the measuring, the models and the options.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 
 import torch
 from torch import Tensor, nn
@@ -60,7 +59,7 @@ def laplace_torch_step(
 ) -> tuple[Tensor, Tensor]:
     import laplace
     import laplace.curvature
-    from peers import trainable
+    from peers_common import trainable
 
     net = trainable(model)
     la = laplace.Laplace(
@@ -78,7 +77,7 @@ def laplace_torch_step(
 
 
 def _case(name: str, structure: str, device: torch.device, dtype: torch.dtype):
-    from peers import build, digits, mlp
+    from peers_common import build, digits, mlp
 
     n, batch = SIZES[structure]
     if name == "mlp" and structure == "full":
@@ -102,7 +101,7 @@ def _agreement(ours: tuple[Tensor, Tensor], theirs: tuple[Tensor, Tensor]) -> tu
 
 def peer_rows(name: str, device: torch.device, dtype: torch.dtype, rounds: int, structures=None):
     """peers.py's rows: every structure against every laplace-torch backend on model `name`."""
-    from peers import compare
+    from peers_common import compare
 
     rows = []
     for structure in structures or SIZES:
@@ -150,9 +149,18 @@ def _failure(err: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """peers.py's laplace part alone (same options: --models, --structures, --rounds, ...)."""
-    from peers import main as peers_main
+    from peers_common import configure, parse_options, print_table
 
-    peers_main(["--parts", "laplace", *(sys.argv[1:] if argv is None else argv)])
+    args = parse_options(argv, parts="laplace")
+    device, dtype = configure(args)
+    structures = args.structures.split(",")
+    print_table(
+        [
+            r
+            for m in args.models.split(",")
+            for r in peer_rows(m, device, dtype, args.rounds, structures)
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from peers import Row, build, compare, digits, log_wd  # benchmarks/ is on sys.path
+from peers_common import Row, build, compare, digits, log_wd  # benchmarks/ is on sys.path
 from torch import Tensor, nn
 from torch.func import functional_call
 
