@@ -56,8 +56,10 @@ def test_every_public_name_is_documented_in_the_api_page() -> None:
     api = (ROOT / "docs" / "api.md").read_text()
     missing = [n for n in hgbench.__all__ if f"`{n}`" not in api]
     assert not missing, f"docs/api.md does not list {missing}"
+    assert sorted(hgbench.__all__) == sorted(hgbench._PUBLIC)
     for name in hgbench.__all__:
-        assert getattr(hgbench, name) is not None
+        module = importlib.import_module(hgbench._PUBLIC[name])
+        assert getattr(hgbench, name) is getattr(module, name)
 
 
 def _old_path(module: str) -> str | None:
