@@ -32,7 +32,8 @@ load_plugins()
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Small matrices: one thread is fastest, and more only contend with other processes on a
-    shared CPU (the README's measurement: 24× slower with 2 threads beside one other process)."""
+    shared CPU (docs/running.md's measurement: 24× slower with 2 threads beside one other
+    process)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -98,3 +98,24 @@ def test_a_deprecated_path_resolves_to_the_same_module_with_a_warning() -> None:
         ggn = importlib.import_module("hgbench.laplace.ggn")
     assert ggn is importlib.import_module("hgbench.numerics.laplace.ggn")
     assert set(MOVED.values()) <= {m.__name__ for m in map(importlib.import_module, MOVED.values())}
+
+
+def test_every_hgbench_import_in_the_tree_names_an_existing_module() -> None:
+    """Function-level imports included (a moved module would otherwise fail only when called)."""
+    import importlib.util
+
+    missing = []
+    for folder in ("hgbench", "methods", "tasks", "tests", "benchmarks", "docs"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module or ""]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    continue
+                for name in names:
+                    if name.split(".")[0] == "hgbench" and not _old_path(name):
+                        if importlib.util.find_spec(name) is None:
+                            missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert not missing, "\n".join(missing)

@@ -24,6 +24,15 @@ PROBE_REPORT = ROOT / "reports" / "probe_methods" / "report.md"
 REPORT_SUFFIXES = {".md", ".png"}
 
 
+def _registries() -> dict[str, object]:
+    """The method, task and suite registries with every plugin loaded (HGBENCH_PLUGINS too)."""
+    from hgbench import METHODS, SUITES, TASKS
+    from hgbench.engine.plugins import load_plugins
+
+    load_plugins()
+    return {"METHODS": METHODS, "TASKS": TASKS, "SUITES": SUITES}
+
+
 def cli_reference() -> str:
     from hgbench.cli import build_parser
 
@@ -39,11 +48,8 @@ def cli_reference() -> str:
 def schema_table() -> str:
     from hgbench.contracts.schema import COLUMNS
 
-    rows = ["| column | modes | meaning |", "|---|---|---|"]
-    for c in COLUMNS:
-        modes = ", ".join(str(m) for m in c.modes)
-        rows.append(f"| `{c.name}` | {modes} | {c.doc} |")
-    return "\n".join(rows)
+    rows = [[f"`{c.name}`", ", ".join(map(str, c.modes)), c.doc] for c in COLUMNS]
+    return _table(["column", "modes", "meaning"], rows)
 
 
 def _probe_rows() -> dict[str, list[tuple[str, str, str]]]:
@@ -65,10 +71,7 @@ def _median(cell: str) -> str:
 
 
 def methods_catalogue() -> str:
-    from hgbench.contracts.method import METHODS
-    from hgbench.engine.plugins import load_plugins
-
-    load_plugins()
+    METHODS = _registries()["METHODS"]
     probe = _probe_rows()
     out = []
     for name in sorted(METHODS):
@@ -122,32 +125,31 @@ def methods_catalogue() -> str:
     return "\n".join(out)
 
 
-def tasks_catalogue() -> str:
-    from hgbench.contracts.task import TASKS
-    from hgbench.engine.plugins import load_plugins
+def _table(header: list[str], rows: list[list[object]], right: int = 0) -> str:
+    """A markdown table; the last `right` columns right-aligned (numbers)."""
+    rule = ["---"] * (len(header) - right) + ["---:"] * right
+    lines = [header, rule, *([str(c) for c in row] for row in rows)]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
-    load_plugins()
-    rows = ["| task | what it is | epochs | batch |", "|---|---|---:|---:|"]
-    for name in sorted(TASKS):
-        task = TASKS[name]
-        rows.append(f"| `{name}` | {task.description} | {task.epochs} | {task.batch_size} |")
-    return "\n".join(rows)
+
+def tasks_catalogue() -> str:
+    tasks = sorted(_registries()["TASKS"].items())
+    rows = [[f"`{n}`", t.description, t.epochs, t.batch_size] for n, t in tasks]
+    return _table(["task", "what it is", "epochs", "batch"], rows, right=2)
 
 
 def suites_catalogue() -> str:
-    from hgbench.contracts.suites import SUITES
-    from hgbench.engine.plugins import load_plugins
-
-    load_plugins()
-    rows = ["| suite | what it runs | tasks | seeds | GPU |", "|---|---|---|---|---|"]
-    for name in sorted(SUITES):
-        s = SUITES[name]
-        tasks = ", ".join(f"`{t}`" for t in s.task_names())
-        seeds = ", ".join(map(str, s.seeds))
-        rows.append(
-            f"| `{name}` | {s.description} | {tasks} | {seeds} | {'yes' if s.gpu else ''} |"
-        )
-    return "\n".join(rows)
+    rows = [
+        [
+            f"`{name}`",
+            s.description,
+            ", ".join(f"`{t}`" for t in s.task_names()),
+            ", ".join(map(str, s.seeds)),
+            "yes" if s.gpu else "",
+        ]
+        for name, s in sorted(_registries()["SUITES"].items())
+    ]
+    return _table(["suite", "what it runs", "tasks", "seeds", "GPU"], rows)
 
 
 MARKERS = {

@@ -16,28 +16,27 @@ import numpy
 import torch
 
 
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    """git in the package's own checkout (not the caller's working directory)."""
+    return subprocess.run(
+        ["git", *args],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
+
+
 @functools.cache
 def git_sha() -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
+        out = _git("rev-parse", "--short", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return None
     sha = out.stdout.strip()
     if out.returncode != 0 or not sha:
         return None
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=Path(__file__).resolve().parent,
-        capture_output=True,
-        text=True,
-        timeout=5,
-    ).stdout.strip()
+    dirty = _git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     return sha + ("-dirty" if dirty else "")
 
 
