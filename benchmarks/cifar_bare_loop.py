@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from harness_overhead import harness_fixed  # noqa: I001 (benchmarks/ is on sys.path)
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.plugins import load_plugins
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.store import ResultStore
-from hgbench.task import TASKS, Problem
-from hgbench.timing import synchronize
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.task import TASKS, Problem
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.runner import Cell, Runner, RunOptions
+from hgbench.engine.store import ResultStore
+from hgbench.engine.timing import synchronize
 
 
 def write_random_cifar(root: Path, per_batch: int = 10000, n_test: int = 10000) -> Path:

@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.plugins import load_plugins
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.store import ResultStore, read_rows
-from hgbench.task import TASKS, Problem
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.task import TASKS, Problem
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.runner import Cell, Runner, RunOptions
+from hgbench.engine.store import ResultStore, read_rows
 
 
 def bare_loop(problem: Problem, epochs: int, evaluate: bool = True) -> float:

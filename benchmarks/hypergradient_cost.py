@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from hgbench.functional import LinearizedGradient, hvp
-from hgbench.hparams import WD_PREFIX
-from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import cg, neumann
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.numerics.functional import LinearizedGradient, hvp
+from hgbench.numerics.implicit import implicit_hypergradient
+from hgbench.numerics.linalg import cg, neumann
 
 K_NEUMANN, K_CG, K_UNROLL = 5, 20, 20
 

@@ -20,13 +20,13 @@ import time
 
 import torch
 
-from hgbench.extras import exit_unless
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import cg
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
-from hgbench.timing import synchronize
+from hgbench.contracts.task import TASKS
+from hgbench.engine.extras import exit_unless
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.timing import synchronize
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.implicit import implicit_hypergradient
+from hgbench.numerics.linalg import cg
 
 
 def setup(task_name: str, device: str, batch: int, dtype: torch.dtype = torch.float32):
@@ -113,7 +113,7 @@ def peer_rows(
     from peers import batch_of, build, compare, digits, log_wd
     from torch.func import functional_call
 
-    from hgbench.hparams import l2_penalty
+    from hgbench.contracts.hparams import l2_penalty
 
     def case(dt: torch.dtype):
         model = build(name, device, dt)

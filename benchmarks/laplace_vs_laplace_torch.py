@@ -1,4 +1,4 @@
-"""One full-batch marginal-likelihood step, hgbench.laplace vs laplace-torch, side by side.
+"""One full-batch marginal-likelihood step, hgbench.numerics.laplace vs laplace-torch, side by side.
 
 A step is what `laplace_full` does per curvature fit: fit the GGN structure on all N training
 points at the current params, evaluate the log marginal likelihood at layer-wise prior precisions
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.laplace import Structure, fit_laplace
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.numerics.laplace import Structure, fit_laplace
 
 # training points per structure, fitted in chunks of the model's batch size; full on 300 points
 # and, for the original MLP, a narrower one (a dense P × P GGN on the 26k-parameter one is 2.7 GB

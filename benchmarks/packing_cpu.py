@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hgbench.store import read_rows
+from hgbench.engine.store import read_rows
 
 QUALITY = ("test_nll", "test_acc", "hparams")
 

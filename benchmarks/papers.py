@@ -3,8 +3,8 @@
     python benchmarks/papers.py {lorraine2020,maclaurin2015,immer2023,immer2021,all}
                                 [--out reports/papers] [--report-only]
 
-Each paper's cells (its run suites, as registered in hgbench/suites.py, and the probe and sweep
-cells listed in benchmarks/papers_specs.py) go through hgbench's runner into one results.jsonl
+Each paper's cells (its run suites, as registered in hgbench/contracts/suites.py, and the probe and
+sweep cells listed in benchmarks/papers_specs.py) go through hgbench's runner into one results.jsonl
 per paper, resumably: a rerun skips every finished cell. Diagnostics that are not cells (the
 joint-loop traces of Lorraine et al.'s divergence) go to diagnostics.json beside it. The report
 (figures, and the claims table: the paper's value and source, hgbench's value over seeds, a
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from hgbench.executors import LocalExecutor
-from hgbench.planning import plan_cells
-from hgbench.plugins import load_plugins
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.schema import Mode
-from hgbench.store import DirectoryLock, ResultStore
-from hgbench.suites import SUITES
+from hgbench.contracts.schema import Mode
+from hgbench.contracts.suites import SUITES
+from hgbench.engine.executors import LocalExecutor
+from hgbench.engine.planning import plan_cells
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.runner import Cell, Runner, RunOptions
+from hgbench.engine.store import DirectoryLock, ResultStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 import papers_specs  # noqa: E402

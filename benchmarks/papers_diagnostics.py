@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from hgbench.linalg import Solution, Solver
-from hgbench.method import METHODS, Budget
+from hgbench.contracts.method import METHODS, Budget
+from hgbench.contracts.task import TASKS, Problem
 from hgbench.methods.ift import IFTCG, IFTNeumann
-from hgbench.task import TASKS, Problem
+from hgbench.numerics.linalg import Solution, Solver
 
 DIAGNOSTICS = "diagnostics.json"
 SEEDS = (0, 1, 2)  # the traces of the joint IFT loop

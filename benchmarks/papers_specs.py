@@ -1,4 +1,5 @@
-"""What each paper's reproduction runs: its suites (hgbench/suites.py) and its extra cells.
+"""What each paper's reproduction runs: its suites (hgbench/contracts/suites.py) and its extra
+cells.
 
 A `SuitePart` is a registered suite run as `python -m hgbench <mode> --suite S` would; a
 `CellsPart` lists cells whose settings no suite or probe grid carries (a sweep of solver
@@ -16,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hgbench.planning import method_configs
-from hgbench.report.papers_immer import immer2021_report, immer2023_report
-from hgbench.report.papers_lorraine import lorraine_report
-from hgbench.report.papers_maclaurin import maclaurin_report
-from hgbench.runner import Cell
-from hgbench.schema import Mode
-from hgbench.task import TASKS, Task
+from hgbench.contracts.schema import Mode
+from hgbench.contracts.task import TASKS, Task
+from hgbench.engine.planning import method_configs
+from hgbench.engine.runner import Cell
+from hgbench.report.papers.immer import immer2021_report, immer2023_report
+from hgbench.report.papers.lorraine import lorraine_report
+from hgbench.report.papers.maclaurin import maclaurin_report
 
 SUITE = "papers"  # the suite name the extra cells' rows carry
 PROBE_REPEATS = 3

@@ -10,11 +10,13 @@ MLPs and CNNs on the 8×8 digits varying width, depth, activation, bias and batc
 hparam per tensor; the run ends with the family's table, each contest's median and worst ratio
 (docs/peers.md).
 
-- unroll: `hgbench.unroll` against `higher` (weight decay through its differentiable optimizer,
+- unroll: `hgbench.numerics.unroll` against `higher` (weight decay through its differentiable
+optimizer,
   its fastest exact use) and torchopt's MetaSGD (penalty in the loss), K = 20 steps of SGD with
   momentum on the model's batches, the validation loss on 400 points; and hgbench with its
   penalty in the loss against `higher` (benchmarks/unroll_vs_higher.py).
-- ift: `hgbench.implicit` against torchopt's implicit differentiation, CG with 20 iterations
+- ift: `hgbench.numerics.implicit` against torchopt's implicit differentiation, CG with 20
+iterations
   (benchmarks/ift_vs_torchopt.py).
 - laplace: one full-batch marginal-likelihood step (fit, value, gradient in the log prior
   precisions) against laplace-torch with each backend: BackPACK, ASDL, Curvlinops
@@ -50,11 +52,11 @@ import torch
 from peers_family import MODELS, expand, summarize  # benchmarks/ is on sys.path
 from torch import Tensor, nn
 
-from hgbench.extras import exit_unless
-from hgbench.hparams import WD_PREFIX
-from hgbench.memory import PeakRegion, SavedTensors, limit_address_space
-from hgbench.schema import StrEnum
-from hgbench.timing import synchronize
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.schema import StrEnum
+from hgbench.engine.extras import exit_unless
+from hgbench.engine.memory import PeakRegion, SavedTensors, limit_address_space
+from hgbench.engine.timing import synchronize
 
 Job = Callable[[], object]
 
@@ -149,10 +151,10 @@ def peak_mb(job: Job, device: torch.device) -> float:
 
 
 def saved_mb(job: Job) -> float:
-    """Peak MB of what autograd saves for backward during one call (hgbench.memory.SavedTensors):
-    deterministic, the same on any device, and the figure peers.py's summary uses where both
-    sides keep an autograd graph. NaN where the hooks cannot run (inside some torch.func
-    transforms)."""
+    """Peak MB of what autograd saves for backward during one call
+    (hgbench.engine.memory.SavedTensors): deterministic, the same on any device, and the figure
+    peers.py's summary uses where both sides keep an autograd graph. NaN where the hooks cannot run
+    (inside some torch.func transforms)."""
     try:
         with SavedTensors() as saved:
             job()
@@ -163,7 +165,7 @@ def saved_mb(job: Job) -> float:
 
 def rss_peak_mb(job: Job, device: torch.device) -> float:
     """On a CPU, a second view of one call's memory: the process's peak resident set size over
-    the call minus its RSS before it (hgbench.memory.PeakRegion, as the scaling sweep
+    the call minus its RSS before it (hgbench.engine.memory.PeakRegion, as the scaling sweep
     measures). It sees what the profiler's events miss (allocations inside torch.func
     transforms: torchopt's implicit differentiation shows 0.2 MB by events, 1.8 MB by RSS), but
     counts whole pages and not memory the allocator reuses. NaN on a GPU (the first is exact)."""

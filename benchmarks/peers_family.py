@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from hgbench.schema import StrEnum
+from hgbench.contracts.schema import StrEnum
 
 if TYPE_CHECKING:
     from peers import Row

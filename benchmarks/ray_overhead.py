@@ -32,12 +32,12 @@ from pathlib import Path
 
 import torch
 
-from hgbench.executors import LocalExecutor, RayExecutor
-from hgbench.planning import plan_cells
-from hgbench.plugins import load_plugins
-from hgbench.runner import Runner, RunOptions
-from hgbench.store import ResultStore, read_rows
-from hgbench.suites import SUITES
+from hgbench.contracts.suites import SUITES
+from hgbench.engine.executors import LocalExecutor, RayExecutor
+from hgbench.engine.planning import plan_cells
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.runner import Runner, RunOptions
+from hgbench.engine.store import ResultStore, read_rows
 
 
 def suite_wall(executor: str, args: argparse.Namespace, out: Path) -> tuple[float, int]:

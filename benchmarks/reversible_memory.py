@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from hgbench.method import METHODS, ProbeState
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
+from hgbench.contracts.method import METHODS, ProbeState
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 
 
 def measure(task: str, steps: int, rounds: int, dtype: torch.dtype) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
     python benchmarks/scaling_memory.py [--horizons 16,64,256] [--width 100]
 
-Each line is one scaling cell in its own worker process (hgbench.scaling.pool), as the sweep
+Each line is one scaling cell in its own worker process (hgbench.engine.scaling.pool), as the sweep
 runs it, its `peak_mem_mb` (peak RSS over the RSS just before the hypergradient) set beside an
 amount known from outside the measurement:
 
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 
-from hgbench.plugins import load_plugins
-from hgbench.scaling.pool import run_cell
-from hgbench.scaling.sweep import variant
-from hgbench.scaling.worker import CellJob
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.scaling.pool import run_cell
+from hgbench.engine.scaling.sweep import variant
+from hgbench.engine.scaling.worker import CellJob
 from hgbench.tasks.scaling import Granularity
 
 MB = 2**20

@@ -14,9 +14,9 @@ thread, the four ways are timed side by side in alternating rounds (medians):
   reverse step: reversible_sgd, drmad).
 
 The ratios func.grad / f and func.vjp(grad) / (bm + hm) are quoted in the scaling report's
-reasons for measured costs above their count (hgbench.report.scaling.DEVIATION_NOTES). Measured
-on the shared 2-core AMD EPYC (load 2.9-3.1, 40 rounds): w=100 1.31 and 1.54; w=1000 1.06 and
-1.09 (a 15-round run under load 3.2-3.9 gave 1.29/1.55 and 0.83/1.16).
+reasons for measured costs above their count (hgbench.report.scaling.writer.DEVIATION_NOTES).
+Measured on the shared 2-core AMD EPYC (load 2.9-3.1, 40 rounds): w=100 1.31 and 1.54; w=1000 1.06
+and 1.09 (a 15-round run under load 3.2-3.9 gave 1.29/1.55 and 0.83/1.16).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from collections.abc import Callable
 import torch
 from torch.func import grad, vjp
 
-from hgbench.functional import LinearizedGradient
-from hgbench.plugins import load_plugins
-from hgbench.scaling.sweep import variant
-from hgbench.scaling.worker import generic_state
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.scaling.sweep import variant
+from hgbench.engine.scaling.worker import generic_state
+from hgbench.numerics.functional import LinearizedGradient
 from hgbench.tasks.scaling import Granularity
 
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from harness_overhead import bare_loop, harness_fixed  # noqa: I001 (benchmarks/ is on sys.path)
 
-from hgbench.plugins import load_plugins
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.store import ResultStore
-from hgbench.task import TASKS
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.runner import Cell, Runner, RunOptions
+from hgbench.engine.store import ResultStore
 
 EPOCHS = 5
 

@@ -1,4 +1,4 @@
-"""peers.py's unroll part: `hgbench.unroll` against `higher` and torchopt's MetaSGD.
+"""peers.py's unroll part: `hgbench.numerics.unroll` against `higher` and torchopt's MetaSGD.
 
 K = 20 steps of SGD with momentum on batches of the model's size (peers_family.Arch.batch) and
 the validation loss on 400 points, one weight-decay hparam per tensor, on peers.py's held-out
@@ -27,9 +27,9 @@ from peers import (
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.hparams import WD_PREFIX, l2_penalty
-from hgbench.unroll import l2_decay, unrolled_hypergradient
+from hgbench.contracts.hparams import WD_PREFIX, l2_penalty
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.unroll import l2_decay, unrolled_hypergradient
 
 
 @dataclass

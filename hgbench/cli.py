@@ -13,8 +13,14 @@ from pathlib import Path
 
 import torch
 
-from hgbench.errors import UsageError
-from hgbench.schema import RESULTS_FILE, Mode, ResultsFileError, read_results, results_path
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.schema import (
+    RESULTS_FILE,
+    Mode,
+    ResultsFileError,
+    read_results,
+    results_path,
+)
 
 DEFAULT_OUT = Path("runs")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -147,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="list what is wrong with a results directory")
     check.add_argument("dir", type=Path)
-    from hgbench.scaling.cli import add_scaling_parser
+    from hgbench.engine.scaling.cli import add_scaling_parser
 
     add_scaling_parser(sub)
     from hgbench.budgets.study import add_budgets_parser
@@ -180,7 +186,7 @@ def _executor_options(args: argparse.Namespace) -> dict[str, object]:
             if value is not None:
                 raise UsageError(f"{flag} applies to --executor ray only")
         return {}
-    from hgbench.executors import import_ray
+    from hgbench.engine.executors import import_ray
 
     import_ray()
     cpus = 1 if args.ray_cpus_per_cell is None else args.ray_cpus_per_cell
@@ -193,9 +199,9 @@ def _executor_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _list(what: str) -> int:
-    from hgbench.method import METHODS
-    from hgbench.suites import SUITES
-    from hgbench.task import TASKS
+    from hgbench.contracts.method import METHODS
+    from hgbench.contracts.suites import SUITES
+    from hgbench.contracts.task import TASKS
 
     if what == "methods":
         for name, cls in METHODS.items():
@@ -248,12 +254,12 @@ def _remove_dirs(missing: list[Path]) -> None:
 
 
 def _execute(args: argparse.Namespace, mode: Mode) -> int:
-    from hgbench.executors import LocalExecutor, RayExecutor, Rerun
-    from hgbench.packing import PackedExecutor
-    from hgbench.planning import plan_cells
-    from hgbench.runner import Runner, RunOptions
-    from hgbench.store import DirectoryLock, ResultStore
-    from hgbench.suites import SUITES
+    from hgbench.contracts.suites import SUITES
+    from hgbench.engine.executors import LocalExecutor, RayExecutor, Rerun
+    from hgbench.engine.packing import PackedExecutor
+    from hgbench.engine.planning import plan_cells
+    from hgbench.engine.runner import Runner, RunOptions
+    from hgbench.engine.store import DirectoryLock, ResultStore
 
     if args.data_dir is not None:
         os.environ["HGBENCH_DATA"] = str(args.data_dir)
@@ -274,7 +280,7 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
     ray_options = _executor_options(args)
-    from hgbench.packing import check_pack
+    from hgbench.engine.packing import check_pack
 
     check_pack(args.pack, budget_s)
     time_budget_s = getattr(args, "time_budget_s", None)
@@ -377,9 +383,9 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
 
 
 def _plan(cells, suite, runner, rerun, budget_s: float, pack: int, executor) -> list:
-    """The cells a `--time-budget-s` plan runs (hgbench/plan.py), the finished ones left out."""
-    from hgbench import plan as planning
-    from hgbench.envinfo import device_name
+    """The cells a `--time-budget-s` plan runs (engine/plan.py), the finished ones left out."""
+    from hgbench.engine import plan as planning
+    from hgbench.engine.envinfo import device_name
 
     device = runner.options.device
     kind = device_name(device) or device.type
@@ -405,7 +411,7 @@ def _report(out: Path, export: str | None = None) -> Path:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from hgbench.store import ResultStore
+    from hgbench.engine.store import ResultStore
 
     if args.export is not None:
         from hgbench.report.export import check_format
@@ -431,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
             argv = ["run", *argv]  # `python -m hgbench [--out DIR ...]`: the default suite
         args = build_parser().parse_args(argv)
-        from hgbench.plugins import load_plugins
+        from hgbench.engine.plugins import load_plugins
 
         try:
             load_plugins()
@@ -442,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report_command(args)
         if args.command == "scaling":
-            from hgbench.scaling.cli import scaling_command
+            from hgbench.engine.scaling.cli import scaling_command
 
             return scaling_command(args)
         if args.command == "budgets":
@@ -450,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return budgets_command(args)
         if args.command == "check":
-            from hgbench.check import check_directory
+            from hgbench.engine.check import check_directory
 
             return check_directory(args.dir)
         return _execute(args, Mode(args.command))

@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.hparams import HParams, Params
-from hgbench.method import Budget, ProbeState, Reference
-from hgbench.optimum import tight_optimum
-from hgbench.task import Problem
-from hgbench.training import BatchStream
-from hgbench.unroll import Batch, l2_decay, unrolled_hypergradient
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import Budget, ProbeState, Reference
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.optimum import tight_optimum
+from hgbench.numerics.training import BatchStream
+from hgbench.numerics.unroll import Batch, l2_decay, unrolled_hypergradient
 
 # the probe state of the last (problem, hparams) asked for: every method of a probe cell and
 # its reference ask for the same one, and an L-BFGS optimum of a network costs seconds
@@ -29,7 +29,7 @@ _STATE_CACHE: dict[str, Any] = {}
 
 def probe_state(problem: Problem, hparams: HParams | None = None) -> ProbeState:
     """The harness's probe state for `hparams` (None: the task's initial ones): a tight optimum
-    of the full training loss (hgbench.optimum.tight_optimum)."""
+    of the full training loss (hgbench.numerics.optimum.tight_optimum)."""
     hparams = problem.init_hparams() if hparams is None else hparams
     # everything the state is a function of (not the Problem object, whose id may be reused)
     key = (

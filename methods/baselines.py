@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from hgbench.method import Budget, Checkpoint, Family, Method, register_method
-from hgbench.task import Problem
-from hgbench.training import SGDTrainer
+from hgbench.contracts.method import Budget, Checkpoint, Family, Method, register_method
+from hgbench.contracts.task import Problem
+from hgbench.numerics.training import SGDTrainer
 
 
 @register_method("fixed")

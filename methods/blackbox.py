@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from hgbench.functional import detach
-from hgbench.hparams import HParams, Params
-from hgbench.method import Budget, Checkpoint, Family, Method, register_method
-from hgbench.task import Problem
-from hgbench.training import SGDTrainer
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import Budget, Checkpoint, Family, Method, register_method
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import detach
+from hgbench.numerics.training import SGDTrainer
 
 
 class Allowance:

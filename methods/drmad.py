@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 from torch.func import grad, vjp
 
-from hgbench.hparams import HParams, Params
-from hgbench.method import Estimate, ProbeState, Reference, register_method
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import Estimate, ProbeState, Reference, register_method
+from hgbench.contracts.task import Problem
 from hgbench.methods._unrolled import rel_err
 from hgbench.methods.reversible import (
     INIT_PREFIX,
@@ -20,8 +21,7 @@ from hgbench.methods.reversible import (
     MetaIteration,
     ReversibleSGD,
 )
-from hgbench.reversible import ReversalError, ReversalResult, rational_value, rationalise
-from hgbench.task import Problem
+from hgbench.numerics.reversible import ReversalError, ReversalResult, rational_value, rationalise
 
 StepLoss = Callable[[Params, HParams, int], Tensor]
 Path = Callable[[int], tuple[Params, Params]]  # s ↦ (w_s, v_s), s = 0..T

@@ -17,9 +17,8 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vmap
 
-from hgbench.functional import detach, unflatten
-from hgbench.hparams import HParams, Params
-from hgbench.method import (
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import (
     Budget,
     Checkpoint,
     Estimate,
@@ -30,10 +29,11 @@ from hgbench.method import (
     Reference,
     register_method,
 )
+from hgbench.contracts.task import Problem
 from hgbench.methods._unrolled import full_batches, steps_left, unrolled_reference, zeros_like
-from hgbench.task import Problem
-from hgbench.training import BatchStream, sgd_momentum_step
-from hgbench.unroll import Batch
+from hgbench.numerics.functional import detach, unflatten
+from hgbench.numerics.training import BatchStream, sgd_momentum_step
+from hgbench.numerics.unroll import Batch
 
 Tangents = tuple[Params, Params]  # (dw/dλ, dv/dλ): every tensor with a leading hparam axis
 

@@ -21,9 +21,8 @@ import torch
 from torch import Tensor
 from torch.func import grad
 
-from hgbench.functional import detach, flatten
-from hgbench.hparams import HParams, Params
-from hgbench.method import (
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import (
     Budget,
     Checkpoint,
     Estimate,
@@ -34,8 +33,9 @@ from hgbench.method import (
     Reference,
     register_method,
 )
-from hgbench.task import Problem
-from hgbench.training import BatchStream, sgd_momentum_step
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import detach, flatten
+from hgbench.numerics.training import BatchStream, sgd_momentum_step
 
 LR_KEY, MOMENTUM_KEY = "hd.lr", "hd.momentum"
 

@@ -6,7 +6,8 @@ At an approximate inner optimum w of the training loss L_T,
 
 with the inverse-Hessian-vector product from a linear solver: a Neumann series (i terms, step α),
 conjugate gradient, the identity (i = 0), or a dense exact solve. The four methods differ only in
-the solver; the joint loop and the probe path are shared (hgbench.implicit does the algebra).
+the solver; the joint loop and the probe path are shared (hgbench.numerics.implicit does the
+algebra).
 """
 
 from __future__ import annotations
@@ -17,10 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from hgbench.functional import detach
-from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import DENSE_LIMIT, Solver, cg, dense, neumann
-from hgbench.method import (
+from hgbench.contracts.method import (
     Budget,
     Checkpoint,
     Estimate,
@@ -30,10 +28,13 @@ from hgbench.method import (
     ProbeState,
     register_method,
 )
-from hgbench.schema import StrEnum
-from hgbench.seeding import make_generator
-from hgbench.task import Problem
-from hgbench.training import BatchStream, SGDTrainer
+from hgbench.contracts.schema import StrEnum
+from hgbench.contracts.seeding import make_generator
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import detach
+from hgbench.numerics.implicit import implicit_hypergradient
+from hgbench.numerics.linalg import DENSE_LIMIT, Solver, cg, dense, neumann
+from hgbench.numerics.training import BatchStream, SGDTrainer
 
 
 class HyperOptimizer(StrEnum):
@@ -190,8 +191,8 @@ class IFTIdentity(_Implicit):
 class IFTCG(_Implicit):
     """Implicit differentiation with conjugate gradient for the inverse-Hessian-vector product.
 
-    `damping` λ > 0 solves (H + λI) v = ∂L_V/∂w (hgbench.linalg.cg): the joint loop's H is taken
-    away from the inner optimum and can be indefinite or nearly singular, where plain CG's
+    `damping` λ > 0 solves (H + λI) v = ∂L_V/∂w (hgbench.numerics.linalg.cg): the joint loop's H is
+    taken away from the inner optimum and can be indefinite or nearly singular, where plain CG's
     iterate grows without bound. λ = 0 (the default) is plain CG, the paper's solver.
     """
 

@@ -4,8 +4,8 @@ stochastic NTK lower bounds (Immer et al. 2023).
 Both train the params by SGD on the training loss over ALL labelled data (train + validation: a
 marginal likelihood needs no held-out split) and take Adam steps on the hparams against
 −log q(D | h) / N, N = n_train + n_val, with the prior precision δ_p = N · exp(log_wd.p)
-(hgbench.laplace.marglik). Augmentation hparams (`aug.*`) are learned through the same objective
-(invariance learning, Immer et al. 2022). Rows report −log q / N as `objective`.
+(hgbench.numerics.laplace.marglik). Augmentation hparams (`aug.*`) are learned through the same
+objective (invariance learning, Immer et al. 2022). Rows report −log q / N as `objective`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,20 @@ from dataclasses import dataclass
 
 import torch
 
-from hgbench.functional import detach
-from hgbench.hparams import AUG_PREFIX, HParams, WeightDecay
-from hgbench.laplace import (
+from hgbench.contracts.hparams import AUG_PREFIX, HParams, WeightDecay
+from hgbench.contracts.method import (
+    Budget,
+    Checkpoint,
+    Estimate,
+    Family,
+    Method,
+    Objective,
+    ProbeState,
+    register_method,
+)
+from hgbench.contracts.task import Problem, Splits
+from hgbench.numerics.functional import detach
+from hgbench.numerics.laplace import (
     BoundKind,
     OutputSplit,
     Partition,
@@ -30,19 +41,8 @@ from hgbench.laplace import (
     log_marglik,
     partition,
 )
-from hgbench.laplace.layers import covered_layers
-from hgbench.method import (
-    Budget,
-    Checkpoint,
-    Estimate,
-    Family,
-    Method,
-    Objective,
-    ProbeState,
-    register_method,
-)
-from hgbench.task import Problem, Splits
-from hgbench.training import SGDTrainer
+from hgbench.numerics.laplace.layers import covered_layers
+from hgbench.numerics.training import SGDTrainer
 
 
 def all_labelled(problem: Problem) -> Problem:

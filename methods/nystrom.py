@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hgbench.linalg import DENSE_LIMIT, Solver, nystrom
-from hgbench.method import Estimate, ProbeState, register_method
+from hgbench.contracts.method import Estimate, ProbeState, register_method
+from hgbench.contracts.task import Problem
 from hgbench.methods.ift import _Implicit
-from hgbench.task import Problem
+from hgbench.numerics.linalg import DENSE_LIMIT, Solver, nystrom
 
 
 @register_method("ift_nystrom")
@@ -17,8 +17,8 @@ class IFTNystrom(_Implicit):
 
     Hataya & Yamada, "Nyström method for accurate and scalable implicit differentiation",
     AISTATS 2023: H ≈ H[:, S] H[S, S]⁺ H[S, :] from k Hessian columns (k HVPs, batched in
-    chunks), inverted with damping ρ by the Woodbury identity (`hgbench.linalg.nystrom`). The
-    joint loop and probe path are `ift_*`'s; probe mode compares with the exact IFT
+    chunks), inverted with damping ρ by the Woodbury identity (`hgbench.numerics.linalg.nystrom`).
+    The joint loop and probe path are `ift_*`'s; probe mode compares with the exact IFT
     hypergradient at a tight optimum (the harness's reference), and its grid sweeps the rank:
     `rank=None, rho=0` takes every column and is exact. The columns are drawn from `seed`.
     """

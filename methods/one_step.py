@@ -27,9 +27,8 @@ import torch
 from torch import Tensor
 from torch.func import grad
 
-from hgbench.functional import detach, flatten, mixed_vjp
-from hgbench.hparams import HParams, Params
-from hgbench.method import (
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import (
     Budget,
     Checkpoint,
     Estimate,
@@ -39,9 +38,10 @@ from hgbench.method import (
     ProbeState,
     register_method,
 )
-from hgbench.seeding import make_generator
-from hgbench.task import Problem
-from hgbench.training import BatchStream, SGDTrainer
+from hgbench.contracts.seeding import make_generator
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import detach, flatten, mixed_vjp
+from hgbench.numerics.training import BatchStream, SGDTrainer
 
 Loss = Callable[[Params, HParams], Tensor]
 

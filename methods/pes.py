@@ -24,9 +24,8 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
-from hgbench.functional import cosine_and_rel_err, detach, flatten
-from hgbench.hparams import HParams, Params
-from hgbench.method import (
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import (
     Budget,
     Checkpoint,
     Estimate,
@@ -37,10 +36,11 @@ from hgbench.method import (
     Reference,
     register_method,
 )
+from hgbench.contracts.task import Problem
 from hgbench.methods._unrolled import steps_left, unrolled_reference
 from hgbench.methods.truncated import plain_steps
-from hgbench.task import Problem
-from hgbench.training import BatchStream, sgd_momentum_step
+from hgbench.numerics.functional import cosine_and_rel_err, detach, flatten
+from hgbench.numerics.training import BatchStream, sgd_momentum_step
 
 CHUNK = 64  # particles stepped at once
 

@@ -12,9 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hgbench.functional import detach
-from hgbench.hparams import HParams, Params
-from hgbench.method import (
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import (
     Budget,
     Checkpoint,
     Estimate,
@@ -25,15 +24,16 @@ from hgbench.method import (
     Reference,
     register_method,
 )
-from hgbench.reversible import (
+from hgbench.contracts.seeding import derive_seed
+from hgbench.contracts.task import Problem
+from hgbench.numerics.functional import detach
+from hgbench.numerics.reversible import (
     DENOMINATOR,
     ReversalResult,
     rational_value,
     rationalise,
     reversible_hypergradient,
 )
-from hgbench.seeding import derive_seed
-from hgbench.task import Problem
 
 LR_PREFIX = "sched.lr."  # log α_t, shape (T,), one schedule per parameter tensor
 MOMENTUM_PREFIX = "sched.momentum."  # logit γ_t, shape (T,), one schedule per parameter tensor
@@ -108,9 +108,9 @@ class ReversibleSGD(Method):
     from a fresh initialisation (the task's default draw times exp(`init.scale.<tensor>`)),
     with per-step, per-tensor learning rates exp(`sched.lr.<tensor>`) and momenta
     sigmoid(`sched.momentum.<tensor>`), on the task's training loss (its `log_wd.*` L2, its
-    augmentation), holding weights and velocity exactly in fixed point (hgbench.reversible).
-    The reverse pass gives the hypergradient of the validation loss at w_T with respect to all
-    of them, and Adam takes one step on the hparams.
+    augmentation), holding weights and velocity exactly in fixed point
+    (hgbench.numerics.reversible). The reverse pass gives the hypergradient of the validation loss
+    at w_T with respect to all of them, and Adam takes one step on the hparams.
 
     Budget: one meta-iteration is this method's unit (`epoch` in its rows counts
     meta-iterations, `step` forward SGD steps). With an epoch budget it runs one meta-iteration

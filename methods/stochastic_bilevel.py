@@ -8,8 +8,8 @@ v-step per inner step (a single loop: w, v and λ all move every step); AmIGO ta
 inner steps, then several v-steps, then a hyper-step.
 
 Gradient descent on the quadratic from x₀ is the Neumann series on the residual:
-x₀ + ρ Σ_{j<m} (I − ρH)^j (b − H x₀), so the v-steps are `hgbench.linalg.neumann` (m − 1 terms)
-applied to b − H x₀: one copy of the iteration in hgbench.
+x₀ + ρ Σ_{j<m} (I − ρH)^j (b − H x₀), so the v-steps are `hgbench.numerics.linalg.neumann` (m − 1
+terms) applied to b − H x₀: one copy of the iteration in hgbench.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from hgbench.linalg import MatVec, Solution, Solver, neumann
-from hgbench.method import Budget, Checkpoint, Estimate, ProbeState, register_method
+from hgbench.contracts.method import Budget, Checkpoint, Estimate, ProbeState, register_method
+from hgbench.contracts.task import Problem
 from hgbench.methods.ift import _Implicit
-from hgbench.task import Problem
+from hgbench.numerics.linalg import MatVec, Solution, Solver, neumann
 
 
 @dataclass

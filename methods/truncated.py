@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad
 
-from hgbench.functional import detach
-from hgbench.hparams import HParams, Params
-from hgbench.method import (
+from hgbench.contracts.hparams import HParams, Params
+from hgbench.contracts.method import (
     Budget,
     Checkpoint,
     Estimate,
@@ -22,10 +21,11 @@ from hgbench.method import (
     Reference,
     register_method,
 )
+from hgbench.contracts.task import Problem
 from hgbench.methods._unrolled import full_batches, steps_left, unrolled_reference, zeros_like
-from hgbench.task import Problem
-from hgbench.training import BatchStream, sgd_momentum_step
-from hgbench.unroll import Batch, l2_decay, unrolled_hypergradient
+from hgbench.numerics.functional import detach
+from hgbench.numerics.training import BatchStream, sgd_momentum_step
+from hgbench.numerics.unroll import Batch, l2_decay, unrolled_hypergradient
 
 
 def plain_steps(

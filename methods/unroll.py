@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hgbench.method import (
+from hgbench.contracts.method import (
     Budget,
     Checkpoint,
     Estimate,
@@ -17,9 +17,9 @@ from hgbench.method import (
     ProbeState,
     register_method,
 )
-from hgbench.task import Problem
-from hgbench.training import BatchStream
-from hgbench.unroll import l2_decay, unrolled_hypergradient
+from hgbench.contracts.task import Problem
+from hgbench.numerics.training import BatchStream
+from hgbench.numerics.unroll import l2_decay, unrolled_hypergradient
 
 
 @register_method("unroll")

@@ -30,7 +30,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from hgbench.augment import (
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.hparams import HParam, HParams, Params
+from hgbench.contracts.schema import StrEnum
+from hgbench.contracts.seeding import derive_seed, make_generator
+from hgbench.contracts.task import LRSchedule, Problem, Splits, Task, register_task
+from hgbench.numerics.augment import (
     AFFINE,
     AveragedLogits,
     affine_hparam,
@@ -40,11 +45,6 @@ from hgbench.augment import (
     learned_affine_copies,
     learned_affine_prediction,
 )
-from hgbench.errors import UsageError
-from hgbench.hparams import HParam, HParams, Params
-from hgbench.schema import StrEnum
-from hgbench.seeding import derive_seed, make_generator
-from hgbench.task import LRSchedule, Problem, Splits, Task, register_task
 from hgbench.tasks.cifar10_data import (
     CifarArrays,
     balanced_subset,

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hgbench.errors import DataUnavailableError
-from hgbench.schema import StrEnum
+from hgbench.contracts.errors import DataUnavailableError
+from hgbench.contracts.schema import StrEnum
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hgbench.augment import AFFINE_NAMES, affine
-from hgbench.schema import StrEnum
-from hgbench.seeding import derive_seed, make_generator
-from hgbench.task import Splits, register_task
+from hgbench.contracts.schema import StrEnum
+from hgbench.contracts.seeding import derive_seed, make_generator
+from hgbench.contracts.task import Splits, register_task
+from hgbench.numerics.augment import AFFINE_NAMES, affine
 from hgbench.tasks.cifar10 import (
     EPOCHS,
     N_TEST,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hgbench.schema import StrEnum
+from hgbench.contracts.schema import StrEnum
 
 EPOCHS = {"1k": 600, "5k": 400, "10k": 300, "20k": 250, "50k": 200}  # LILA's scripts
 BATCH_SIZE = 128  # ntk-marglik's (LILA: 250); see the module docstring for the choice

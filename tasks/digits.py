@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from hgbench.augment import augment_net, augnet_hparams, translate
-from hgbench.hparams import AUG_PREFIX, HParam, HParams, WeightDecay
-from hgbench.schema import StrEnum
-from hgbench.seeding import derive_seed, make_generator
-from hgbench.task import Splits, Task, register_task
+from hgbench.contracts.hparams import AUG_PREFIX, HParam, HParams, WeightDecay
+from hgbench.contracts.schema import StrEnum
+from hgbench.contracts.seeding import derive_seed, make_generator
+from hgbench.contracts.task import Splits, Task, register_task
+from hgbench.numerics.augment import augment_net, augnet_hparams, translate
 from hgbench.tasks.models import MLP, SmallCNN
 
 

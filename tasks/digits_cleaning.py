@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from hgbench.hparams import HParam, HParams
-from hgbench.seeding import derive_seed, make_generator
-from hgbench.task import Splits, register_task
+from hgbench.contracts.hparams import HParam, HParams
+from hgbench.contracts.seeding import derive_seed, make_generator
+from hgbench.contracts.task import Splits, register_task
 from hgbench.tasks.digits import DigitsModel, DigitsTask, digits_splits
 from hgbench.tasks.models import MLP
 

@@ -11,8 +11,8 @@ budget is one meta-iteration of T steps).
 
 from __future__ import annotations
 
-from hgbench.hparams import WeightDecay
-from hgbench.task import register_task
+from hgbench.contracts.hparams import WeightDecay
+from hgbench.contracts.task import register_task
 from hgbench.tasks.digits import DigitsTask
 
 register_task(

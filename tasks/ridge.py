@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad
 
-from hgbench.hparams import WD_PREFIX, HParam, HParams, Params
-from hgbench.task import Likelihood, Problem, Splits, Task, register_task
+from hgbench.contracts.hparams import WD_PREFIX, HParam, HParams, Params
+from hgbench.contracts.task import Likelihood, Problem, Splits, Task, register_task
 from hgbench.tasks.digits import digits_splits
 
 

@@ -4,9 +4,9 @@ Every image of every split is rotated by its own random angle (uniform in ±`max
 seed), so the labels are invariant to rotation and a model that averages its predictions over
 rotated copies generalises better. `learned_affine` (the lila setting, Immer et al. 2022): the
 hparam `aug.affine` holds 6 magnitudes η (translate x/y, rotate, scale x/y, shear; see
-hgbench.augment.AFFINE_NAMES); per sample, S transforms exp(Σ_k u_k η_k G_k), u ~ U[−1, 1]^6, are
-applied with `grid_sample` batched on the device, and the model averages its logits over the S
-copies, at training time (through `augment` + the averaging model, so every method trains the
+hgbench.numerics.augment.AFFINE_NAMES); per sample, S transforms exp(Σ_k u_k η_k G_k), u ~ U[−1,
+1]^6, are applied with `grid_sample` batched on the device, and the model averages its logits over
+the S copies, at training time (through `augment` + the averaging model, so every method trains the
 same model) and at test time (`predict`). Gradients flow into η through the sampled images.
 """
 
@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hgbench.augment import (
+from hgbench.contracts.hparams import HParam, HParams, Params
+from hgbench.contracts.seeding import derive_seed, make_generator
+from hgbench.contracts.task import Problem, Splits, register_task
+from hgbench.numerics.augment import (
     AFFINE,
     AveragedLogits,
     affine,
@@ -27,9 +30,6 @@ from hgbench.augment import (
     learned_affine_copies,
     learned_affine_prediction,
 )
-from hgbench.hparams import HParam, HParams, Params
-from hgbench.seeding import derive_seed, make_generator
-from hgbench.task import Problem, Splits, register_task
 from hgbench.tasks.digits import DigitsModel, DigitsTask, digits_splits
 from hgbench.tasks.models import MLP, SmallCNN
 

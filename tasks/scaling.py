@@ -1,6 +1,7 @@
 """The scaling sweep's task: a digits MLP whose width and weight-decay granularity are settings.
 
-`python -m hgbench scaling` (hgbench.scaling) grows one size at a time on variants of this task:
+`python -m hgbench scaling` (hgbench.engine.scaling) grows one size at a time on variants of this
+task:
 
 - the number of hparams, on a 64-1000-1000-10 MLP (1.08 M weights): one global decay, one per
   tensor, the augmentation network's weights (plus one decay per tensor), one per output unit,
@@ -22,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hgbench.hparams import WD_PREFIX, HParam, WeightDecay, weight_decay_space
-from hgbench.schema import StrEnum
-from hgbench.task import register_task
+from hgbench.contracts.hparams import WD_PREFIX, HParam, WeightDecay, weight_decay_space
+from hgbench.contracts.schema import StrEnum
+from hgbench.contracts.task import register_task
 from hgbench.tasks.digits import DigitsModel, DigitsTask
 from hgbench.tasks.models import MLP
 

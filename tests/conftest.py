@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS, Task
+from hgbench.contracts.task import TASKS, Task
+from hgbench.engine.plugins import load_plugins
 
 
 def short_task(name: str, epochs: int = 2) -> Task:
@@ -86,7 +86,7 @@ def cli_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]
 def register_test_method() -> Iterator[Callable[[type], str]]:
     """`name = register_test_method(cls)` adds a Method class to METHODS under a fresh name
     (so parallel or repeated registrations never clash) and removes it at teardown."""
-    from hgbench.method import METHODS
+    from hgbench.contracts.method import METHODS
 
     added: list[str] = []
 

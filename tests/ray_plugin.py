@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hgbench.method import Budget, Checkpoint, register_method
+from hgbench.contracts.method import Budget, Checkpoint, register_method
+from hgbench.contracts.task import Problem
 from hgbench.methods.baselines import Fixed
-from hgbench.task import Problem
 
 
 def _in_ray_worker() -> bool:

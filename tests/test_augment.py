@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hgbench.augment import (
+from hgbench.numerics.augment import (
     AFFINE_GENERATORS,
     affine,
     flip_crop,

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from hgbench.method import METHODS, Budget
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
+from hgbench.contracts.method import METHODS, Budget
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 
 load_plugins()
 

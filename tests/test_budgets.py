@@ -15,11 +15,11 @@ from hgbench.budgets.kinds import Kind, kind_of
 from hgbench.budgets.plan import plan_budget_cells, sweep_configs, variants
 from hgbench.budgets.search import FullTrialSearch, Strategy
 from hgbench.budgets.spend import Budgeted
-from hgbench.method import METHODS, Budget
-from hgbench.plugins import load_plugins
+from hgbench.contracts.method import METHODS, Budget
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.numerics.training import SGDTrainer
 from hgbench.report.budgets import curves, final_rows, first_match, ranks, sensitivity
-from hgbench.task import TASKS
-from hgbench.training import SGDTrainer
 
 load_plugins()
 

@@ -13,7 +13,7 @@ import torchvision
 from cifar_fakes import write_fake_cifar_pickles, write_pickle
 from torchvision.io import write_jpeg, write_png
 
-from hgbench.errors import DataUnavailableError, UsageError
+from hgbench.contracts.errors import DataUnavailableError, UsageError
 from hgbench.tasks.cifar10_data import (
     CIFAR10_CLASSES,
     balanced_subset,

@@ -11,8 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from hgbench.method import METHODS, Budget
-from hgbench.plugins import load_plugins
+from hgbench.contracts.method import METHODS, Budget
+from hgbench.contracts.schema import RESULTS_FILE
+from hgbench.contracts.suites import SUITES
+from hgbench.contracts.task import TASKS, LRSchedule
+from hgbench.engine.plugins import load_plugins
 from hgbench.report.cifar_grid import (
     GRID_SUITE,
     cell_change,
@@ -22,9 +25,6 @@ from hgbench.report.cifar_grid import (
     protocol_of,
 )
 from hgbench.report.writer import write_report
-from hgbench.schema import RESULTS_FILE
-from hgbench.suites import SUITES
-from hgbench.task import TASKS, LRSchedule
 from hgbench.tasks.cifar10 import Augmentation, Cifar10Task
 from hgbench.tasks.cifar10_protocol import (
     EPOCHS,

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from hgbench.method import METHODS, Family
-from hgbench.plugins import load_plugins
-from hgbench.schema import RESULTS_FILE, Status
+from hgbench.contracts.method import METHODS, Family
+from hgbench.contracts.schema import RESULTS_FILE, Status
+from hgbench.engine.plugins import load_plugins
 from hgbench.tasks.cifar10_data import Layout, load_cifar10
 
 load_plugins()

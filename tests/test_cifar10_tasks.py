@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from cifar_fakes import write_fake_cifar_pickles
 
-from hgbench.augment import AFFINE, AFFINE_NAMES
-from hgbench.laplace import Structure, augmented_inputs, hypergradient, log_marglik
-from hgbench.plugins import load_plugins
-from hgbench.store import RESULTS_FILE
-from hgbench.task import TASKS, LRSchedule
+from hgbench.contracts.task import TASKS, LRSchedule
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.store import RESULTS_FILE
+from hgbench.numerics.augment import AFFINE, AFFINE_NAMES
+from hgbench.numerics.laplace import Structure, augmented_inputs, hypergradient, log_marglik
 from hgbench.tasks import cifar10 as cifar10_module
 from hgbench.tasks.cifar10 import Arch, Augmentation, Cifar10Task
 from hgbench.tasks.cifar10_lila import (
@@ -292,7 +292,7 @@ def test_prediction_in_chunks_equals_one_pass(
 
 
 def _trained(problem, steps: int = 3):
-    from hgbench.training import SGDTrainer
+    from hgbench.numerics.training import SGDTrainer
 
     trainer = SGDTrainer(problem, problem.init_params())
     trainer.steps(problem.init_hparams(), steps)
@@ -347,8 +347,8 @@ def test_compiled_training_matches_and_runs_through_the_cli(
 
 
 def test_cifar_suites() -> None:
-    from hgbench.method import METHODS
-    from hgbench.suites import SUITES
+    from hgbench.contracts.method import METHODS
+    from hgbench.contracts.suites import SUITES
 
     smoke = SUITES["cifar10-smoke"]
     assert sorted(smoke.task_names()) == sorted(f"cifar10_1k_{a}" for a in Augmentation)

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import torch
 
-from hgbench.method import METHODS, Budget, Checkpoint, Method
-from hgbench.plugins import load_plugins
-from hgbench.store import RESULTS_FILE, ResultStore, read_rows
-from hgbench.suites import SUITES
-from hgbench.task import TASKS, Problem
+from hgbench.contracts.method import METHODS, Budget, Checkpoint, Method
+from hgbench.contracts.suites import SUITES
+from hgbench.contracts.task import TASKS, Problem
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.store import RESULTS_FILE, ResultStore, read_rows
 
 load_plugins()
 
@@ -87,7 +87,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Replaces the executors' `run` with a stub that records its calls, for checks that must
     stop before any work whatever the engine does (an accepted bad value cannot hang or slow
     the test)."""
-    from hgbench.executors import LocalExecutor, RayExecutor
+    from hgbench.engine.executors import LocalExecutor, RayExecutor
 
     calls: list[int] = []
 

@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 import torch
 
-from hgbench.executors import LocalExecutor
-from hgbench.method import METHODS, Budget, Checkpoint, Family, Method, Objective
-from hgbench.planning import plan_cells
-from hgbench.plugins import load_plugins
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.store import ResultStore, read_rows
-from hgbench.suites import SUITES
-from hgbench.task import TASKS, Problem
-from hgbench.training import SGDTrainer
+from hgbench.contracts.method import METHODS, Budget, Checkpoint, Family, Method, Objective
+from hgbench.contracts.suites import SUITES
+from hgbench.contracts.task import TASKS, Problem
+from hgbench.engine.executors import LocalExecutor
+from hgbench.engine.planning import plan_cells
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.runner import Cell, Runner, RunOptions
+from hgbench.engine.store import ResultStore, read_rows
+from hgbench.numerics.training import SGDTrainer
 
 load_plugins()
 

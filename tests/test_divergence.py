@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from hgbench.errors import DivergedError
-from hgbench.executors import LocalExecutor
-from hgbench.guards import DIVERGENCE_FACTOR, LOSS_FLOOR, DivergenceGuard
-from hgbench.method import Budget, Checkpoint, Method, Objective
+from hgbench.contracts.errors import DivergedError
+from hgbench.contracts.method import Budget, Checkpoint, Method, Objective
+from hgbench.contracts.schema import Mode, Status, read_results
+from hgbench.contracts.task import Problem
+from hgbench.engine.executors import LocalExecutor
+from hgbench.engine.guards import DIVERGENCE_FACTOR, LOSS_FLOOR, DivergenceGuard
+from hgbench.engine.runner import Cell, Runner, RunOptions
+from hgbench.engine.store import ResultStore, read_rows
+from hgbench.numerics.training import SGDTrainer
 from hgbench.report.load import load_rows, select_attempts
 from hgbench.report.stats import final_matrix
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.schema import Mode, Status, read_results
-from hgbench.store import ResultStore, read_rows
-from hgbench.task import Problem
-from hgbench.training import SGDTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 

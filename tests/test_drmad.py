@@ -8,13 +8,13 @@ import dataclasses
 import torch
 from torch.func import grad
 
-from hgbench.method import METHODS
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 from hgbench.methods._unrolled import rel_err
 from hgbench.methods.drmad import drmad_hypergradient
 from hgbench.methods.reversible import MetaIteration
-from hgbench.plugins import load_plugins
-from hgbench.reversible import rational_value, rationalise
-from hgbench.task import TASKS
+from hgbench.numerics.reversible import rational_value, rationalise
 
 load_plugins()
 F64 = torch.float64

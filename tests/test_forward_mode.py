@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.method import METHODS
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 from hgbench.methods._unrolled import zeros_like
 from hgbench.methods.forward_mode import forward_steps, tangent_hypergradient, zero_tangents
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
-from hgbench.unroll import unrolled_hypergradient
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.unroll import unrolled_hypergradient
 
 load_plugins()
 

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from hgbench.cli import main  # noqa: E402
+from hgbench.contracts.schema import RESULTS_FILE  # noqa: E402
+from hgbench.engine.store import read_rows  # noqa: E402
 from hgbench.report.load import load_rows  # noqa: E402
-from hgbench.schema import RESULTS_FILE  # noqa: E402
-from hgbench.store import read_rows  # noqa: E402
 
 FUZZ = settings(
     max_examples=120,
@@ -54,7 +54,7 @@ def _call(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Outcome:
 
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from hgbench.executors import LocalExecutor, RayExecutor
+    from hgbench.engine.executors import LocalExecutor, RayExecutor
 
     calls: list[int] = []
 

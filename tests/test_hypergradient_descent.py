@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch.func import grad
 
-from hgbench.method import METHODS
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 from hgbench.methods._unrolled import rel_err
 from hgbench.methods.hypergradient_descent import LR_KEY, MOMENTUM_KEY, hd_update
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
 
 load_plugins()
 F64 = torch.float64

@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.hparams import WD_PREFIX
-from hgbench.method import METHODS, ProbeState
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.method import METHODS, ProbeState
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 from hgbench.methods.ift import _Implicit
-from hgbench.optimum import tight_optimum
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.optimum import tight_optimum
 
 load_plugins()
 KEY = WD_PREFIX + "weight"
@@ -98,8 +98,8 @@ def test_ift_exact_skips_large_models():
 
 
 def test_joint_loop_logs_the_solver_residual_and_moves_hparams(tmp_path):
-    from hgbench.runner import Cell, Runner, RunOptions
-    from hgbench.store import ResultStore, read_rows
+    from hgbench.engine.runner import Cell, Runner, RunOptions
+    from hgbench.engine.store import ResultStore, read_rows
 
     task = dataclasses.replace(TASKS["ridge"], epochs=2)
     store = ResultStore(tmp_path)
@@ -118,7 +118,7 @@ def test_joint_loop_logs_the_solver_residual_and_moves_hparams(tmp_path):
 def test_a_budget_that_runs_out_in_the_hyper_step_still_ends_on_a_checkpoint(name):
     """A time budget can run out during a hyper-step, after the steps that precede it: the run
     must still yield the state it trained to, not end on its untrained step-0 checkpoint."""
-    from hgbench.method import Budget
+    from hgbench.contracts.method import Budget
 
     if name == "ift_exact":
         pytest.skip("ridge's exact solve is as fast as any; covered by the other solvers")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {
     "hgbench": ROOT / "hgbench",
@@ -89,6 +91,31 @@ def test_the_cycle_finder_finds_cycles() -> None:
 def test_no_import_cycles() -> None:
     modules = _modules()
     graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
-    assert len(graph) > 40 and graph["hgbench.runner"], "the graph was not read"
+    assert len(graph) > 40 and graph["hgbench.engine.runner"], "the graph was not read"
+    cycles = find_cycles(graph)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="peers.py and its parts still import each other: the split of their shared pieces into "
+    "one module was written before the peer family (benchmarks/peers_family.py) and not merged",
+)
+def test_no_import_cycles_in_benchmarks() -> None:
+    """benchmarks/ is on sys.path when its scripts run, so they import each other by file name:
+    the shared pieces sit in modules that import no script back (peers_common.py for peers.py
+    and its parts)."""
+    folder = ROOT / "benchmarks"
+    scripts = {p.stem: p for p in folder.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in scripts.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name in scripts)
+            elif isinstance(node, ast.ImportFrom) and node.module in scripts and node.level == 0:
+                found.add(node.module)
+        graph[name] = found - {name}
+    assert graph["peers"] and graph["unroll_vs_higher"], "the graph was not read"
     cycles = find_cycles(graph)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)

@@ -9,10 +9,10 @@ import dataclasses
 import pytest
 import torch
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.laplace import Structure, augmented_inputs, hypergradient, log_marglik
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.numerics.laplace import Structure, augmented_inputs, hypergradient, log_marglik
 from hgbench.tasks.rotated_digits import AFFINE
 
 load_plugins()

@@ -22,10 +22,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.laplace import Structure, hypergradient, log_marglik
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS, Problem
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.task import TASKS, Problem
+from hgbench.engine.plugins import load_plugins
+from hgbench.numerics.laplace import Structure, hypergradient, log_marglik
 from hgbench.tasks.models import SmallCNN
 
 laplace = pytest.importorskip("laplace")
@@ -112,7 +112,7 @@ def test_log_marglik_and_gradient_match_laplace_torch(model: str, structure: str
 def test_layerwise_rows_and_ntk_match_torch_func_jacobians(model: str) -> None:
     """The hook-based rows, diagonal and layer NTK blocks against vmap(jacrev) per-example
     Jacobians of the whole network."""
-    from hgbench.laplace.capture import capture
+    from hgbench.numerics.laplace.capture import capture
 
     if model == "averaged":  # S = 3 augmented copies per example, logits averaged
         task = dataclasses.replace(TASKS["rotated_digits_mlp"], hidden=(5,), n_train=N, n_samples=3)
@@ -140,7 +140,7 @@ def test_layerwise_rows_and_ntk_match_torch_func_jacobians(model: str) -> None:
 
 
 def augment_fixed(problem: Problem, hparams):
-    from hgbench.laplace import augmented_inputs
+    from hgbench.numerics.laplace import augmented_inputs
 
     return augmented_inputs(problem, hparams, problem.data.x_train)
 
@@ -150,7 +150,7 @@ def test_full_structure_forms_give_the_same_value() -> None:
     kernel Grams, whitened rows (r × r), or the folded P × P Gram; past r = P the rows fold as
     they come. Every form must give the dense log det(P0 + LᵀL) − log det P0, and its gradient
     in the prior. (The comparisons with laplace-torch above exercise the choice too.)"""
-    from hgbench.laplace.ggn import FullCurvature
+    from hgbench.numerics.laplace.ggn import FullCurvature
 
     gen = torch.Generator().manual_seed(0)
     shapes = {"w": torch.Size([6, 5]), "b": torch.Size([6])}  # P = 36

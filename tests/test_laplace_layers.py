@@ -1,5 +1,5 @@
-"""The per-layer curvature contractions (hgbench.laplace.layers, .capture) against rows from
-per-example Jacobians of the whole network (vmap(jacrev)), in float64: Fixup's scalar Bias and
+"""The per-layer curvature contractions (hgbench.numerics.laplace.layers, .capture) against rows
+from per-example Jacobians of the whole network (vmap(jacrev)), in float64: Fixup's scalar Bias and
 Scale modules (a per-row VJP of the module alone), a module called twice (weight sharing), masked
 row groups, K-FAC sums over output splits, and fits of a plain nn.Module without a Problem.
 
@@ -16,13 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.laplace import Structure, fit_laplace, log_marglik
-from hgbench.laplace import capture as capture_module
-from hgbench.laplace.capture import capture
-from hgbench.laplace.ggn import BlockDiagCurvature, KronCurvature, SplitCurvature
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS, Likelihood
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.task import TASKS, Likelihood
+from hgbench.engine.plugins import load_plugins
+from hgbench.numerics.laplace import Structure, fit_laplace, log_marglik
+from hgbench.numerics.laplace import capture as capture_module
+from hgbench.numerics.laplace.capture import capture
+from hgbench.numerics.laplace.ggn import BlockDiagCurvature, KronCurvature, SplitCurvature
 from hgbench.tasks.models import FixupResNet
 
 load_plugins()

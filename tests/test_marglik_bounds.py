@@ -1,9 +1,9 @@
 """Block lower bounds (Immer et al. 2023) and the structures' order, on a small problem (float64).
 
 Which estimators are lower bounds of the exact full-GGN Laplace log marglik, and why, is derived in
-hgbench.laplace.marglik's docstring: kernel/full per block (Fischer), blockdiag/diag (Fischer and
-Hadamard on top), the `independent` output split (Fischer on the rows of Λ^½); `single` and
-`single_iid` are bounds in expectation only; kron is not a bound.
+hgbench.numerics.laplace.marglik's docstring: kernel/full per block (Fischer), blockdiag/diag
+(Fischer and Hadamard on top), the `independent` output split (Fischer on the rows of Λ^½); `single`
+and `single_iid` are bounds in expectation only; kron is not a bound.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import math
 import pytest
 import torch
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.laplace import (
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.numerics.laplace import (
     BoundKind,
     OutputSplit,
     Partition,
@@ -28,9 +30,7 @@ from hgbench.laplace import (
     partition,
     partitioned_log_marglik,
 )
-from hgbench.laplace.logdet import identity_plus_gram_logdet
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
+from hgbench.numerics.laplace.logdet import identity_plus_gram_logdet
 
 load_plugins()
 
@@ -189,7 +189,7 @@ def test_kron_is_exact_for_linear_gaussian_models_with_a_per_feature_prior() -> 
 
 @pytest.fixture(scope="module")
 def reference(small):
-    from hgbench.laplace import marglik_reference
+    from hgbench.numerics.laplace import marglik_reference
 
     problem = small[0]
     return problem, marglik_reference(problem)
@@ -211,7 +211,7 @@ def _flat(hg: dict[str, torch.Tensor]) -> torch.Tensor:
     ],
 )
 def test_probe_estimates_against_the_exact_reference(reference, method, settings, kind) -> None:
-    from hgbench.method import METHODS
+    from hgbench.contracts.method import METHODS
 
     problem, ref = reference
     estimator = METHODS[method](**settings)
@@ -235,9 +235,9 @@ def test_single_splits_compute_only_the_drawn_rows_and_match_masking_all_rows(
 ) -> None:
     """A single split computes one factor row per example; the value must equal selecting the
     same rows out of all K (the `split_rows` draw from the same seed) and weighting by K."""
-    from hgbench.laplace import fit_laplace
-    from hgbench.laplace.bounds import split_rows
-    from hgbench.laplace.ggn import SplitCurvature
+    from hgbench.numerics.laplace import fit_laplace
+    from hgbench.numerics.laplace.bounds import split_rows
+    from hgbench.numerics.laplace.ggn import SplitCurvature
 
     problem, params, hparams, _ = small
     d = problem.data
@@ -252,7 +252,7 @@ def test_single_splits_compute_only_the_drawn_rows_and_match_masking_all_rows(
     delta = {n: N * hparams[WD_PREFIX + n].exp() for n in params}
     # rebuild the masked version through the public split machinery: a 0/1 mask on all rows
     if structure == Structure.KERNEL:
-        from hgbench.laplace.capture import capture
+        from hgbench.numerics.laplace.capture import capture
 
         chunk = capture(problem.model, params, x, problem.task.likelihood, list(params))
         grams = chunk.grams(set(params))

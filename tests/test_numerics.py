@@ -8,7 +8,11 @@ import pytest
 import torch
 from torch.autograd.functional import hessian, jacobian
 
-from hgbench.functional import (
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.probe import validation_reference
+from hgbench.numerics.functional import (
     LinearizedGradient,
     flatten,
     hvp,
@@ -16,12 +20,8 @@ from hgbench.functional import (
     mixed_vjp,
     unflatten,
 )
-from hgbench.hparams import WD_PREFIX
-from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import cg, dense, neumann
-from hgbench.plugins import load_plugins
-from hgbench.probe import validation_reference
-from hgbench.task import TASKS
+from hgbench.numerics.implicit import implicit_hypergradient
+from hgbench.numerics.linalg import cg, dense, neumann
 
 load_plugins()
 

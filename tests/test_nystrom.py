@@ -1,15 +1,16 @@
-"""The Nyström inverse (hgbench.linalg.nystrom) against dense solves, and ift_nystrom on ridge."""
+"""The Nyström inverse (hgbench.numerics.linalg.nystrom) against dense solves, and ift_nystrom on
+ridge."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.linalg import nystrom
-from hgbench.method import METHODS, ProbeState
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.method import METHODS, ProbeState
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.numerics.linalg import nystrom
 
 load_plugins()
 F64 = torch.float64

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch.func import grad
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.hparams import WD_PREFIX
-from hgbench.implicit import implicit_hypergradient
-from hgbench.linalg import neumann
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 from hgbench.methods.one_step import darts_hypergradient, sama_hypergradient
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.implicit import implicit_hypergradient
+from hgbench.numerics.linalg import neumann
 
 load_plugins()
 F64 = torch.float64

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hgbench.store import read_rows
+from hgbench.engine.store import read_rows
 
 # a small grid: two tasks × three methods × two seeds, two epochs each
 GRID = (
@@ -47,7 +47,7 @@ def test_packed_rows_equal_serial_rows_cell_by_cell(cli, tmp_path: Path) -> None
 @pytest.mark.parametrize("extra", [("--budget-s", "1"), ("--suite", "overfit-budget")])
 def test_packing_with_a_time_budget_exits_2_before_any_work(cli, tmp_path: Path, extra) -> None:
     if extra[0] == "--suite":
-        from hgbench.suites import SUITES
+        from hgbench.contracts.suites import SUITES
 
         budgeted = [n for n, s in SUITES.items() if s.budget_s is not None]
         if not budgeted:

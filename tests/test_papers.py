@@ -18,13 +18,13 @@ import math
 import pytest
 import torch
 
-from hgbench.laplace.reference import marglik_reference
-from hgbench.linalg import cg
-from hgbench.method import METHODS, Budget, ProbeState
-from hgbench.plugins import load_plugins
-from hgbench.probe import validation_reference
-from hgbench.suites import SUITES
-from hgbench.task import TASKS
+from hgbench.contracts.method import METHODS, Budget, ProbeState
+from hgbench.contracts.suites import SUITES
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.probe import validation_reference
+from hgbench.numerics.laplace.reference import marglik_reference
+from hgbench.numerics.linalg import cg
 
 load_plugins()
 
@@ -32,7 +32,8 @@ load_plugins()
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Small matrices: one thread is fastest, and more only contend with other processes on a
-    shared CPU (the README's measurement: 24× slower with 2 threads beside one other process)."""
+    shared CPU (docs/running.md's measurement: 24× slower with 2 threads beside one other
+    process)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -167,10 +168,10 @@ def test_block_bounds_are_below_the_exact_marglik(marglik_problem, partition):
 def test_reports_draw_from_stored_rows_only(tmp_path, monkeypatch):
     """With no rows, every report still writes its claims table, and the CIFAR-scale claims say
     they were not run (nothing is recomputed or made up)."""
-    import hgbench.report.papers as papers
-    from hgbench.report.papers_immer import immer2021_report, immer2023_report
-    from hgbench.report.papers_lorraine import lorraine_report
-    from hgbench.report.papers_maclaurin import maclaurin_report
+    import hgbench.report.papers.claims as papers
+    from hgbench.report.papers.immer import immer2021_report, immer2023_report
+    from hgbench.report.papers.lorraine import lorraine_report
+    from hgbench.report.papers.maclaurin import maclaurin_report
 
     monkeypatch.setattr(papers, "GPU_PAPERS", tmp_path / "no_gpu_run")
     for report, gpu_claims in (

@@ -8,11 +8,11 @@ import types
 
 import torch
 
-from hgbench.method import METHODS
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 from hgbench.methods._unrolled import rel_err
 from hgbench.methods.pes import CHUNK, Particles
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
 
 load_plugins()
 F64 = torch.float64

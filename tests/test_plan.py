@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hgbench import plan as planning
-from hgbench.planning import plan_cells
-from hgbench.plugins import load_plugins
-from hgbench.schema import Mode
-from hgbench.store import read_rows
-from hgbench.suites import Suite
+from hgbench.contracts.schema import Mode
+from hgbench.contracts.suites import Suite
+from hgbench.engine import plan as planning
+from hgbench.engine.planning import plan_cells
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.store import read_rows
 
 load_plugins()
 SUITE = Suite(

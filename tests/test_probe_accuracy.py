@@ -20,16 +20,16 @@ import pytest
 import torch
 from torch.func import jvp
 
-from hgbench.executors import LocalExecutor
-from hgbench.functional import flatten, unflatten
-from hgbench.method import METHODS, Estimate, Objective, ProbeState
-from hgbench.optimum import tight_optimum
-from hgbench.plugins import load_plugins
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.schema import Mode, Status
-from hgbench.store import ResultStore, read_rows
-from hgbench.task import TASKS
-from hgbench.training import sgd_momentum_step
+from hgbench.contracts.method import METHODS, Estimate, Objective, ProbeState
+from hgbench.contracts.schema import Mode, Status
+from hgbench.contracts.task import TASKS
+from hgbench.engine.executors import LocalExecutor
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.runner import Cell, Runner, RunOptions
+from hgbench.engine.store import ResultStore, read_rows
+from hgbench.numerics.functional import flatten, unflatten
+from hgbench.numerics.optimum import tight_optimum
+from hgbench.numerics.training import sgd_momentum_step
 
 load_plugins()
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from hgbench.extras import EXTRAS, install_hint
-from hgbench.method import METHODS
-from hgbench.plugins import load_plugins
-from hgbench.suites import SUITES
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.suites import SUITES
+from hgbench.engine.extras import EXTRAS, install_hint
+from hgbench.engine.plugins import load_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

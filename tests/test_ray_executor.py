@@ -23,8 +23,8 @@ import pytest
 import torch
 from conftest import hgbench_command
 
-from hgbench.method import METHODS
-from hgbench.store import RESULTS_FILE, ResultStore, read_rows
+from hgbench.contracts.method import METHODS
+from hgbench.engine.store import RESULTS_FILE, ResultStore, read_rows
 
 TESTS = Path(__file__).resolve().parent
 RIDGE = ("--tasks", "ridge", "--set", "task.epochs=2", "--no-report")

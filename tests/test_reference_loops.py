@@ -20,9 +20,9 @@ import torch
 from torch.func import functional_call
 from torch.optim import Adam  # bound before the recording patch below replaces torch.optim.Adam
 
-from hgbench.method import METHODS, Budget
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS, LRSchedule
+from hgbench.contracts.method import METHODS, Budget
+from hgbench.contracts.task import TASKS, LRSchedule
+from hgbench.engine.plugins import load_plugins
 
 load_plugins()
 RTOL = 1e-10

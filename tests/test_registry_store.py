@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hgbench.errors import UnknownNameError, UsageError
-from hgbench.registry import Registry
-from hgbench.store import RESULTS_FILE, ResultStore, read_rows
+from hgbench.contracts.errors import UnknownNameError, UsageError
+from hgbench.contracts.registry import Registry
+from hgbench.engine.store import RESULTS_FILE, ResultStore, read_rows
 
 NAMES = ("alpha", "beta_1", "gamma", "beta_2", "delta")
 

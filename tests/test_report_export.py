@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from test_report import probe_rows, run_rows, write_results
 
-from hgbench.errors import UsageError
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.schema import COLUMN_NAMES
 from hgbench.report import load_rows
 from hgbench.report.export import export_rows, tidy
-from hgbench.schema import COLUMN_NAMES
 
 
 @pytest.fixture

@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from hgbench.method import METHODS
-from hgbench.plugins import load_plugins
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.schema import Mode, Status, row_problem
+from hgbench.engine.plugins import load_plugins
 from hgbench.report import write_report
-from hgbench.schema import Mode, Status, row_problem
 
 load_plugins()
-README = Path(__file__).resolve().parents[1] / "README.md"
+ADD_A_METHOD = Path(__file__).resolve().parents[1] / "docs" / "add-a-method.md"
 Rows = list[dict[str, Any]]
 RUN_TASKS = ("ridge",)
 FEW = ("fixed", "random_search", "unroll", "ift_cg")  # the damaged variants' methods
@@ -147,16 +147,16 @@ def test_report_of_rows_missing_optional_columns(real_rows, tmp_path, dropped):
 def _readme_probe_command() -> list[str]:
     lines = [
         ln
-        for ln in README.read_text().splitlines()
+        for ln in ADD_A_METHOD.read_text().splitlines()
         if re.match(r"HGBENCH_PLUGINS=\S+ python -m hgbench probe ", ln)
     ]
-    assert len(lines) == 1, "the README's probe example went missing"
+    assert len(lines) == 1, "docs/add-a-method.md's probe example went missing"
     return shlex.split(lines[0])
 
 
 def test_readme_probe_example_runs_through_the_cli(tmp_path):
-    block = re.findall(r"```python\n(# my_lookahead.py\n.*?)```", README.read_text(), re.S)
-    assert len(block) == 1, "the README's method example went missing"
+    block = re.findall(r"```python\n(# my_lookahead.py\n.*?)```", ADD_A_METHOD.read_text(), re.S)
+    assert len(block) == 1, "docs/add-a-method.md's method example went missing"
     (tmp_path / "my_lookahead.py").write_text(block[0])
     env_item, python, *argv = _readme_probe_command()
     key, value = env_item.split("=", 1)

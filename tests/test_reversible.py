@@ -15,10 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from hgbench.executors import LocalExecutor
-from hgbench.functional import flatten
-from hgbench.hparams import WD_PREFIX
-from hgbench.method import METHODS, ProbeState
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.method import METHODS, ProbeState
+from hgbench.contracts.task import TASKS
+from hgbench.engine.executors import LocalExecutor
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.runner import Cell, Runner, RunOptions
+from hgbench.engine.store import ResultStore, read_rows
 from hgbench.methods.reversible import (
     INIT_PREFIX,
     LR_PREFIX,
@@ -26,11 +29,8 @@ from hgbench.methods.reversible import (
     MetaIteration,
     ReversibleSGD,
 )
-from hgbench.plugins import load_plugins
-from hgbench.report.configs import with_labels
-from hgbench.report.load import load_rows
-from hgbench.report.schedules import has_schedules, schedule_figure
-from hgbench.reversible import (
+from hgbench.numerics.functional import flatten
+from hgbench.numerics.reversible import (
     DENOMINATOR,
     DENOMINATOR_BITS,
     FixedPointRangeError,
@@ -44,9 +44,9 @@ from hgbench.reversible import (
     reversible_hypergradient,
     to_fixed,
 )
-from hgbench.runner import Cell, Runner, RunOptions
-from hgbench.store import ResultStore, read_rows
-from hgbench.task import TASKS
+from hgbench.report.configs import with_labels
+from hgbench.report.load import load_rows
+from hgbench.report.schedules import has_schedules, schedule_figure
 
 load_plugins()
 
@@ -230,8 +230,8 @@ def test_buffer_round_trips_any_sequence_of_pushes_and_pops(
 
 def test_buffer_grows_by_log2_d_over_n_bits_per_step() -> None:
     """Maclaurin et al.'s cost: log2(1/γ) bits per weight per step (0.152 at γ = 0.9). Stated
-    overhead (hgbench.reversible): below 1e-4 bits per step from quantised frequencies, plus the
-    head's fill, which log2(head) measures to within a bit."""
+    overhead (hgbench.numerics.reversible): below 1e-4 bits per step from quantised frequencies,
+    plus the head's fill, which log2(head) measures to within a bit."""
     group, steps = 100, 1000
     gen = torch.Generator().manual_seed(0)
     gammas = [torch.full((group,), g, dtype=torch.float64) for g in (0.5, 0.9, 0.98)]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import hgbench_command
 
-from hgbench.schema import RESULTS_FILE
-from hgbench.store import LOCK_FILE, DirectoryLock, ResultStore, read_rows
+from hgbench.contracts.schema import RESULTS_FILE
+from hgbench.engine.store import LOCK_FILE, DirectoryLock, ResultStore, read_rows
 
 QUICK = ["--tasks", "ridge", "--methods", "fixed", "--seeds", "0", "--set", "task.epochs=1"]
 
@@ -27,7 +27,7 @@ def _finals(path: Path) -> list[dict]:
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Executors that record their calls instead of working."""
-    from hgbench.executors import LocalExecutor, RayExecutor
+    from hgbench.engine.executors import LocalExecutor, RayExecutor
 
     calls: list[int] = []
 

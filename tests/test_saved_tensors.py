@@ -1,13 +1,13 @@
-"""hgbench.memory.SavedTensors counts what autograd saves, and l2_penalty saves nothing of the
-parameters' size beyond the parameters (the unrolled MLP held half as much again as `higher`
+"""hgbench.engine.memory.SavedTensors counts what autograd saves, and l2_penalty saves nothing of
+the parameters' size beyond the parameters (the unrolled MLP held half as much again as `higher`
 through the old penalty's saved p² and its double backward)."""
 
 from __future__ import annotations
 
 import torch
 
-from hgbench.hparams import WD_PREFIX, l2_penalty
-from hgbench.memory import SavedTensors
+from hgbench.contracts.hparams import WD_PREFIX, l2_penalty
+from hgbench.engine.memory import SavedTensors
 
 
 def test_counts_saved_storages_once_and_frees_them_with_the_graph():

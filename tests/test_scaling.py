@@ -18,23 +18,12 @@ import pytest
 import torch
 
 from hgbench.cli import main
-from hgbench.method import METHODS, Estimate, Method, Objective, register_method
-from hgbench.plugins import load_plugins
-from hgbench.report.load import load_rows
-from hgbench.report.scaling import (
-    count_table,
-    deviation_reasons,
-    fit_slope,
-    scaling_figure,
-    scaling_points,
-    slope_rows,
-    summary_table,
-    write_scaling_report,
-)
-from hgbench.scaling.cli import record_run
-from hgbench.scaling.counts import operation_count
-from hgbench.scaling.run import Options, Sweeper
-from hgbench.scaling.sweep import (
+from hgbench.contracts.method import METHODS, Estimate, Method, Objective, register_method
+from hgbench.engine.plugins import load_plugins
+from hgbench.engine.scaling.cli import record_run
+from hgbench.engine.scaling.counts import operation_count
+from hgbench.engine.scaling.run import Options, Sweeper
+from hgbench.engine.scaling.sweep import (
     OWN_HPARAMS,
     Axis,
     Plan,
@@ -45,7 +34,18 @@ from hgbench.scaling.sweep import (
     task_sizes,
     variant,
 )
-from hgbench.store import ResultStore
+from hgbench.engine.store import ResultStore
+from hgbench.report.load import load_rows
+from hgbench.report.scaling.writer import (
+    count_table,
+    deviation_reasons,
+    fit_slope,
+    scaling_figure,
+    scaling_points,
+    slope_rows,
+    summary_table,
+    write_scaling_report,
+)
 from hgbench.tasks.models import MLP
 from hgbench.tasks.scaling import FlatMLP, Granularity
 

@@ -1,5 +1,5 @@
-"""One row schema: the README's column table names exactly the columns of hgbench.schema, and
-the one reader skips (and counts) what it cannot use."""
+"""One row schema: docs/schema.md's column table names exactly the columns of
+hgbench.contracts.schema, and the one reader skips (and counts) what it cannot use."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from hgbench.schema import COLUMN_NAMES, Mode, Status, read_results, row_problem
+from hgbench.contracts.schema import COLUMN_NAMES, Mode, Status, read_results, row_problem
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+SCHEMA_PAGE = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
 
 
-def _readme_columns() -> list[str]:
-    text = README.read_text()
+def _documented_columns() -> list[str]:
+    text = SCHEMA_PAGE.read_text()
     table = text[text.index("| column | meaning |") :].split("\n\n", 1)[0]
     names = []
     for line in table.splitlines()[2:]:
@@ -24,8 +24,8 @@ def _readme_columns() -> list[str]:
     return names
 
 
-def test_readme_column_table_matches_the_schema() -> None:
-    documented = _readme_columns()
+def test_documented_column_table_matches_the_schema() -> None:
+    documented = _documented_columns()
     assert len(documented) == len(set(documented)), "a column is documented twice"
     assert set(documented) == set(COLUMN_NAMES)
 
@@ -92,7 +92,7 @@ def test_an_archived_run_is_read_by_report_and_check(cli, tmp_path: Path) -> Non
     report and `check` read it where the plain file is absent, and the rows are the same."""
     import gzip
 
-    from hgbench.schema import ARCHIVED_RESULTS_FILE, RESULTS_FILE, results_path
+    from hgbench.contracts.schema import ARCHIVED_RESULTS_FILE, RESULTS_FILE, results_path
 
     out = tmp_path / "out"
     res = cli("run", "--tasks", "ridge", "--methods", "fixed,ift_cg", "--seeds", "0", "--set",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hgbench.functional import cosine_and_rel_err
-from hgbench.hparams import WD_PREFIX
-from hgbench.implicit import implicit_hypergradient
-from hgbench.method import METHODS, ProbeState
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.method import METHODS, ProbeState
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.numerics.functional import cosine_and_rel_err
+from hgbench.numerics.implicit import implicit_hypergradient
 
 load_plugins()
 KEY = WD_PREFIX + "weight"

@@ -18,10 +18,10 @@ import pytest
 import torch
 from torch import nn
 
-from hgbench.hparams import WD_PREFIX
-from hgbench.plugins import load_plugins
-from hgbench.seeding import derive_seed
-from hgbench.task import TASKS, Splits, Task, register_task
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.seeding import derive_seed
+from hgbench.contracts.task import TASKS, Splits, Task, register_task
+from hgbench.engine.plugins import load_plugins
 
 load_plugins()
 

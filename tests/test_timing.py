@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hgbench.timing import PeakMemory
+from hgbench.engine.timing import PeakMemory
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/clear_refs").exists(), reason="needs Linux's RSS high-water reset"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from hgbench.functional import cosine_and_rel_err, flatten
-from hgbench.hparams import WD_PREFIX
-from hgbench.method import METHODS, ProbeState
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.method import METHODS, ProbeState
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
 from hgbench.methods._unrolled import full_batches, zeros_like
 from hgbench.methods.truncated import plain_steps
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
-from hgbench.unroll import unrolled_hypergradient
+from hgbench.numerics.functional import cosine_and_rel_err, flatten
+from hgbench.numerics.unroll import unrolled_hypergradient
 
 load_plugins()
 

@@ -11,12 +11,12 @@ import higher
 import torch
 import torch.nn.functional as F
 
-from hgbench.augment import translate
-from hgbench.hparams import WD_PREFIX
-from hgbench.method import METHODS, ProbeState
-from hgbench.plugins import load_plugins
-from hgbench.task import TASKS
-from hgbench.unroll import l2_decay, unrolled_hypergradient
+from hgbench.contracts.hparams import WD_PREFIX
+from hgbench.contracts.method import METHODS, ProbeState
+from hgbench.contracts.task import TASKS
+from hgbench.engine.plugins import load_plugins
+from hgbench.numerics.augment import translate
+from hgbench.numerics.unroll import l2_decay, unrolled_hypergradient
 
 load_plugins()
 

@@ -6,8 +6,8 @@ SGD steps, whose cost in training-step equivalents (TSE) is that many steps by d
 
 from __future__ import annotations
 
-from hgbench.method import METHODS, Family
-from hgbench.schema import StrEnum
+from hgbench.contracts.method import METHODS, Family
+from hgbench.contracts.schema import StrEnum
 
 BUDGETS: tuple[int, ...] = (1, 3, 10, 30)  # × one fixed run's TSE
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from hgbench.budgets.kinds import BUDGETS, SEARCHERS, Kind, kind_of
 from hgbench.budgets.spend import Budgeted
-from hgbench.errors import UsageError
-from hgbench.method import METHODS, Method
-from hgbench.planning import apply_task_sets, method_configs, parse_sets
-from hgbench.runner import Cell, Runner
-from hgbench.schema import Mode
-from hgbench.suites import SUITES
-from hgbench.task import TASKS
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.method import METHODS, Method
+from hgbench.contracts.schema import Mode
+from hgbench.contracts.suites import SUITES
+from hgbench.contracts.task import TASKS
+from hgbench.engine.planning import apply_task_sets, method_configs, parse_sets
+from hgbench.engine.runner import Cell, Runner
 
 SUITE = "budgets"
 DEFAULT_SETTING = "default"

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from hgbench.method import Budget, Checkpoint
+from hgbench.contracts.method import Budget, Checkpoint
+from hgbench.contracts.schema import StrEnum
+from hgbench.contracts.task import Problem
 from hgbench.methods.blackbox import Allowance, _Search, _Trial
-from hgbench.schema import StrEnum
-from hgbench.task import Problem
-from hgbench.training import SGDTrainer
+from hgbench.numerics.training import SGDTrainer
 
 
 class Strategy(StrEnum):

@@ -12,11 +12,11 @@ import torch
 
 from hgbench.budgets.kinds import Kind, kind_of
 from hgbench.budgets.search import STRATEGY_OF, FullTrialSearch
-from hgbench.calibration import step_time
-from hgbench.functional import detach
-from hgbench.method import METHODS, Budget, Checkpoint, Method
-from hgbench.task import Problem
-from hgbench.training import SGDTrainer
+from hgbench.contracts.method import METHODS, Budget, Checkpoint, Method
+from hgbench.contracts.task import Problem
+from hgbench.engine.calibration import step_time
+from hgbench.numerics.functional import detach
+from hgbench.numerics.training import SGDTrainer
 
 
 def _val_loss(problem: Problem, params) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from hgbench.budgets.kinds import BUDGETS
-from hgbench.errors import UsageError
+from hgbench.contracts.errors import UsageError
 
 DEFAULT_DIR = Path("reports/budgets")
 
@@ -37,10 +37,10 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def budgets_command(args: argparse.Namespace) -> int:
     from hgbench.budgets.plan import BudgetRunner, plan_budget_cells
-    from hgbench.executors import LocalExecutor, Rerun
+    from hgbench.engine.executors import LocalExecutor, Rerun
+    from hgbench.engine.runner import RunOptions
+    from hgbench.engine.store import ResultStore
     from hgbench.report.budgets_writer import write_budget_report
-    from hgbench.runner import RunOptions
-    from hgbench.store import ResultStore
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cells = plan_budget_cells(

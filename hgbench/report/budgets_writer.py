@@ -97,7 +97,7 @@ def _verdict(task: str, c: pd.DataFrame, s: pd.DataFrame) -> str:
 
 
 def write_budget_report(out: Path) -> Path:
-    from hgbench.plugins import load_plugins
+    from hgbench.engine.plugins import load_plugins
 
     load_plugins()  # kinds come from the registered methods' families
     out = Path(out)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hgbench.report.papers import Claim, Verdict, claims_table, learned, spread
-from hgbench.schema import Mode, Status
+from hgbench.contracts.schema import Mode, Status
+from hgbench.report.papers.claims import Claim, Verdict, claims_table, learned, spread
 
 NOT_IN_GRID = "not run yet: no converged grid cells for it"
 TIE = 0.005  # accuracy differences within half a point count as equal

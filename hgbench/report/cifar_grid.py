@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hgbench.method import METHODS
+from hgbench.contracts.method import METHODS
+from hgbench.contracts.schema import Mode, Status
+from hgbench.contracts.suites import SUITES, Suite
 from hgbench.report.load import cell_outcomes
 from hgbench.report.markdown import markdown_table
-from hgbench.schema import Mode, Status
-from hgbench.suites import SUITES, Suite
 from hgbench.tasks.cifar10_protocol import EPOCHS, Protocol, subset_epochs
 
 GRID_SUITE = "cifar10"

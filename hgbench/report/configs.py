@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from hgbench.method import METHODS, Family
+from hgbench.contracts.method import METHODS, Family
 
 # Figures and tables show families in this order: the floor first, then black-box search, then
 # the gradient-based families, and anything else last.

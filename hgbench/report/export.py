@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from hgbench.errors import UsageError
-from hgbench.extras import require
+from hgbench.contracts.errors import UsageError
+from hgbench.contracts.schema import COLUMN_NAMES
+from hgbench.engine.extras import require
 from hgbench.report.configs import method_family, with_labels
 from hgbench.report.load import load_rows
-from hgbench.schema import COLUMN_NAMES
 
 FORMATS = ("csv", "parquet")
 NESTED = ("method_params", "hparams", "env", "extra")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hgbench.schema import (
+from hgbench.contracts.schema import (
     COLUMNS,
     NUMERIC_COLUMNS,
     Mode,

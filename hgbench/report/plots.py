@@ -18,7 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from hgbench.method import Family
+from hgbench.contracts.method import Family
+from hgbench.contracts.schema import Status
 from hgbench.report.configs import FAMILY_ORDER
 from hgbench.report.load import cell_outcomes, ok
 from hgbench.report.style import (
@@ -33,7 +34,6 @@ from hgbench.report.style import (
 )
 from hgbench.report.summary import pareto_front, step_quantiles, summarize_run
 from hgbench.report.tables import NOISY_MARK
-from hgbench.schema import Status
 
 OUTLIER_GAP = 2.0  # a worst point this many times the others' range away from them is clipped
 IQM_KEYS = ("val", "low", "high")

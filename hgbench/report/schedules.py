@@ -17,8 +17,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hgbench.contracts.schema import Mode
 from hgbench.report.load import is_true
-from hgbench.schema import Mode
 
 SCHEDULES = {"lr_schedule": "learning rate α_t", "momentum_schedule": "momentum γ_t"}
 

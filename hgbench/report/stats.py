@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hgbench.contracts.schema import Status
 from hgbench.report.load import UNFINISHED, cell_outcomes
-from hgbench.schema import Status
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE

@@ -27,7 +27,7 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
-from hgbench.method import Family
+from hgbench.contracts.method import Family
 from hgbench.report.configs import describe_configs, family_members, method_family, ordered_methods
 from hgbench.report.configs import with_labels as _with_labels
 

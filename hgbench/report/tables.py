@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from hgbench.contracts.schema import Mode, Status
 from hgbench.report.configs import with_labels
 from hgbench.report.load import load_rows
 from hgbench.report.markdown import (
@@ -26,7 +27,6 @@ from hgbench.report.markdown import (
     significant,
 )
 from hgbench.report.stats import Comparison
-from hgbench.schema import Mode, Status
 
 __all__ = [  # load_rows and with_labels are re-exported for callers of the old single module
     "NOISY_MARK",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hgbench.method import Family
+from hgbench.contracts.method import Family
 from hgbench.report.markdown import (
     MISSING,
     code,

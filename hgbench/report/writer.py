@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hgbench.calibration import NOISE_THRESHOLD
+from hgbench.contracts.schema import RESULTS_FILE, Mode, Status
+from hgbench.engine.calibration import NOISE_THRESHOLD
 from hgbench.report import bounds, plots, probe_plots, schedules, tables
 from hgbench.report.cifar_claims import claims_section
 from hgbench.report.cifar_grid import grid_sections, grid_view
@@ -29,7 +30,6 @@ from hgbench.report.verdict import (
     ranked_labels,
     verdict_section,
 )
-from hgbench.schema import RESULTS_FILE, Mode, Status
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
@@ -100,7 +100,7 @@ def _noisy_lines(outcomes: pd.DataFrame) -> list[str]:
 BUDGET_LINE = (
     "- Budget: one training run per cell (the task's epochs; black-box search shares that one "
     "run among its trials). Every method at 1, 3, 10 and 30 runs, and over its own settings: "
-    "[the budget study](../budgets/report.md) (`python -m hgbench budgets`, docs/budgets.md)"
+    "the budget study, `python -m hgbench budgets` (docs/budgets.md)"
 )
 
 
