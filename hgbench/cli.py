@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from hgbench.contracts.schema import (
     read_results,
     results_path,
 )
+from hgbench.engine.outdirs import make_dirs, remove_dirs, writable_dir
 
 DEFAULT_OUT = Path("runs")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -216,43 +215,6 @@ def _list(what: str) -> int:
     return 0
 
 
-def _writable_dir(path: Path, flag: str) -> list[Path]:
-    """Check, creating nothing, that `path` is or can become a writable directory; return the
-    directories that would have to be created (outermost first)."""
-    missing: list[Path] = []
-    probe = path
-    while not probe.exists():
-        if probe.is_symlink():
-            raise UsageError(f"{flag} {path}: {probe} is a broken symbolic link")
-        missing.insert(0, probe)
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        where = "is" if probe == path else f"lies under {probe}, which is"
-        raise UsageError(f"{flag} {path} {where} a file, not a directory")
-    try:  # os.access says yes to root on read-only mounts: try a write
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise UsageError(
-            f"{flag} {path}: cannot write in {probe} ({exc.strerror or exc})"
-        ) from None
-    return missing
-
-
-def _make_dirs(missing: list[Path]) -> None:
-    for d in missing:
-        d.mkdir()
-
-
-def _remove_dirs(missing: list[Path]) -> None:
-    """Undo `_make_dirs` for a command refused after all (only directories still empty)."""
-    for d in reversed(missing):
-        with contextlib.suppress(OSError):
-            d.rmdir()
-
-
 def _execute(args: argparse.Namespace, mode: Mode) -> int:
     from hgbench.contracts.suites import SUITES
     from hgbench.engine.executors import LocalExecutor, RayExecutor, Rerun
@@ -304,7 +266,7 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
         mode, suite, args.tasks, args.methods, seeds, args.sets, context, full_probe_grid=full
     )
     out = args.out or DEFAULT_OUT / (suite.name if mode == Mode.RUN else f"{suite.name}-probe")
-    missing = _writable_dir(out, "--out")
+    missing = writable_dir(out, "--out")
     if suite.gpu and device.type == "cpu" and not args.tasks:
         print(
             f"note: suite {suite.name!r} is sized for a GPU; on a CPU it will be slow",
@@ -326,12 +288,12 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
         channels_last=args.channels_last,
         pack=args.pack,
     )
-    _make_dirs(missing)
+    make_dirs(missing)
     lock = DirectoryLock(out)
     try:
         note = lock.acquire()
     except UsageError:
-        _remove_dirs(missing)
+        remove_dirs(missing)
         raise
     try:
         if note:
@@ -370,7 +332,7 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
         except UsageError:
             if not store.path.exists():
                 lock.release()
-                _remove_dirs(missing)
+                remove_dirs(missing)
             raise
         done = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         print(f"finished in {time.perf_counter() - start:.1f}s: {done}", file=sys.stderr)
@@ -424,7 +386,7 @@ def _report_command(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if not path.exists():
         raise UsageError(f"no {RESULTS_FILE} in {args.dir}")
-    _writable_dir(args.dir, "report")
+    writable_dir(args.dir, "report")
     if read.n_skipped:
         print(f"warning: {path}: {read.summary()}", file=sys.stderr)
     print(f"report: {_report(args.dir, args.export)}")

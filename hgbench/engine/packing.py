@@ -4,10 +4,10 @@ A GPU that one small cell leaves mostly idle (launch- and host-bound steps) runs
 side by side; on a CPU each packed cell holds `--threads` cores. What a cell computes does not
 depend on what runs beside it (its data, initialisation and batch order derive from its task and
 seed; tests/test_packing.py checks packed rows against serial ones cell by cell), but its seconds
-do: every packed row says `timing: packed` and its `pack`, and a cost axis comes from an isolated
-cost pass (hgbench.costpass), never from packed seconds. For the same reason packing is refused
-with a time budget per cell (`--budget-s`): how far a cell gets in N seconds would depend on its
-neighbours.
+do: every packed row says `timing: packed` and its `pack`, and a cost axis comes from an
+isolated, unpacked run of the cell (a cost pass is not built yet), never from packed seconds. For
+the same reason packing is refused with a time budget per cell (`--budget-s`): how far a cell gets
+in N seconds would depend on its neighbours.
 
 The driver stays the only writer of `DIR/results.jsonl`: workers return their rows and the driver
 appends them as cells complete, so resuming skips the same cells whichever executor wrote them.
