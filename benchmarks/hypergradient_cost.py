@@ -24,11 +24,14 @@ overhead of hgbench's own on top.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 
 import torch
 import torch.nn.functional as F
+from peers_cli import run  # benchmarks/ is on sys.path
+from peers_common import Part, build, digits, log_wd, side_by_side
 from torch.func import functional_call
 
 from hgbench.contracts.hparams import WD_PREFIX
@@ -41,7 +44,6 @@ K_NEUMANN, K_CG, K_UNROLL = 5, 20, 20
 
 def tse_table(name: str, device: torch.device, dtype: torch.dtype, rounds: int) -> dict:
     """Median seconds of every operation and hypergradient on model `name`, and the step's."""
-    from peers import build, digits, log_wd, side_by_side
     from unroll_vs_higher import UnrollCase, hgbench_unroll
 
     model = build(name, device, dtype)
@@ -117,11 +119,19 @@ def print_tse(tables: dict[str, dict]) -> None:
             print(f"{model:6} {job:26} {s * 1e3:9.2f} {tse[job]:7.1f} {tail}", flush=True)
 
 
+def _report(
+    models: list[str], device: torch.device, dtype: torch.dtype, args: argparse.Namespace
+) -> None:
+    print_tse({name: tse_table(name, device, dtype, args.rounds) for name in models})
+
+
+PART = Part(report=_report)
+
+
 def main(argv: list[str] | None = None) -> None:
     """peers.py's tse part alone (same options: --models, --rounds, --device, --threads)."""
-    from peers import main as peers_main
-
-    peers_main(["--parts", "tse", *(sys.argv[1:] if argv is None else argv)])
+    argv = sys.argv[1:] if argv is None else argv
+    run(["--parts", "tse", *argv], {"tse": PART}, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -17,8 +17,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from argparse import Namespace
 
 import torch
+from peers_common import (  # benchmarks/ is on sys.path
+    Part,
+    Row,
+    batch_of,
+    build,
+    compare,
+    digits,
+    log_wd,
+)
 
 from hgbench.contracts.task import TASKS
 from hgbench.engine.extras import exit_unless
@@ -110,7 +120,6 @@ def peer_rows(
     """peers.py's rows: CG-`iterations` on one of its models, a training and a validation batch
     of the model's batch size at its initial params."""
     import torch.nn.functional as F
-    from peers import batch_of, build, compare, digits, log_wd
     from torch.func import functional_call
 
     from hgbench.contracts.hparams import l2_penalty
@@ -143,6 +152,13 @@ def peer_rows(
         rounds,
         device,
     )
+
+
+def _rows(name: str, device: torch.device, dtype: torch.dtype, args: Namespace) -> list[Row]:
+    return peer_rows(name, device, dtype, args.rounds)
+
+
+PART = Part(needs=("torchopt",), rows=_rows)
 
 
 def main() -> None:

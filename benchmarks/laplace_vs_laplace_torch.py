@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import math
 import sys
+from argparse import Namespace
 
 import torch
+from peers_cli import run  # benchmarks/ is on sys.path
+from peers_common import Part, Row, batch_of, build, compare, digits, trainable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -61,7 +64,6 @@ def laplace_torch_step(
 ) -> tuple[Tensor, Tensor]:
     import laplace
     import laplace.curvature
-    from peers import trainable
 
     net = trainable(model)
     la = laplace.Laplace(
@@ -79,7 +81,6 @@ def laplace_torch_step(
 
 
 def _case(name: str, structure: str, device: torch.device, dtype: torch.dtype):
-    from peers import batch_of, build, digits
     from peers_family import Act, Arch, Kind
 
     n, batch = SIZES[structure], batch_of(name)
@@ -104,7 +105,6 @@ def _agreement(ours: tuple[Tensor, Tensor], theirs: tuple[Tensor, Tensor]) -> tu
 
 def peer_rows(name: str, device: torch.device, dtype: torch.dtype, rounds: int, structures=None):
     """peers.py's rows: every structure against every laplace-torch backend on model `name`."""
-    from peers import compare
 
     rows = []
     for structure in structures or SIZES:
@@ -150,11 +150,17 @@ def _failure(err: Exception) -> str:
     return f"failed: {type(err).__name__}: {text[:60]}"
 
 
+def _rows(name: str, device: torch.device, dtype: torch.dtype, args: Namespace) -> list[Row]:
+    return peer_rows(name, device, dtype, args.rounds, args.structures.split(","))
+
+
+PART = Part(needs=("laplace",), rows=_rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     """peers.py's laplace part alone (same options: --models, --structures, --rounds, ...)."""
-    from peers import main as peers_main
-
-    peers_main(["--parts", "laplace", *(sys.argv[1:] if argv is None else argv)])
+    argv = sys.argv[1:] if argv is None else argv
+    run(["--parts", "laplace", *argv], {"laplace": PART}, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

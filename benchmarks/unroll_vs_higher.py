@@ -11,11 +11,13 @@ exact use); MetaSGD takes the penalty in the loss, and so does hgbench's second 
 
 from __future__ import annotations
 
+from argparse import Namespace
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from peers import (
+from peers_common import (
+    Part,
     Row,
     batch_of,
     build,
@@ -154,3 +156,10 @@ def unroll_rows(name: str, device: torch.device, dtype: torch.dtype, rounds: int
             device,
         )
     return rows
+
+
+def _rows(name: str, device: torch.device, dtype: torch.dtype, args: Namespace) -> list[Row]:
+    return unroll_rows(name, device, dtype, args.rounds)
+
+
+PART = Part(needs=("higher", "torchopt"), rows=_rows)

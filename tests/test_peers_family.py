@@ -13,7 +13,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import peers  # noqa: E402
-from peers_family import FAMILY, MODELS, Act, Kind, expand, summarize  # noqa: E402
+import peers_common  # noqa: E402
+from peers_family import FAMILY, MODELS, Act, Kind, expand  # noqa: E402
+from peers_summary import summarize  # noqa: E402
 
 
 def test_family_covers_every_axis_and_names_are_unique():
@@ -60,14 +62,14 @@ def _old_cnn() -> nn.Sequential:
 def test_the_first_two_members_are_the_original_models(name, old):
     torch.manual_seed(0)
     ref = old()
-    new = peers.build(name, torch.device("cpu"), torch.float32)
+    new = peers_common.build(name, torch.device("cpu"), torch.float32)
     assert MODELS[name].batch == 100
     for (k, a), (k2, b) in zip(ref.state_dict().items(), new.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
 
 
 def _row(part, case, peer, ours, theirs, agrees=True, saved=(1.0, 1.0), mb=(1.0, 2.0)):
-    return peers.Row(
+    return peers_common.Row(
         part, case, peer, ours, theirs, mb[0], mb[1], "", agrees, ours_saved=saved[0],
         peer_saved=saved[1],
     )  # fmt: skip
@@ -98,6 +100,9 @@ def test_unknown_model_and_cuda_clock_without_cuda_exit_2(capsys):
         expand("mlp,resnet")
     with pytest.raises(SystemExit) as exit_:
         peers.main(["--models", "resnet"])
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:  # a misspelt part ran nothing, silently, before
+        peers.main(["--parts", "unrol"])
     assert exit_.value.code == 2
     if not torch.cuda.is_available():
         for argv in (["--device", "cuda"], ["--clock", "cuda-event"]):
