@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pickle
 import socket
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from torch import Tensor
 
 from hgbench.contracts.errors import DataUnavailableError
 from hgbench.contracts.schema import StrEnum
+from hgbench.tasks.cifar10_images import IMAGE_SHAPE, decode_images, one_line
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -30,7 +30,6 @@ TEST_BATCH = "test_batch"
 META_FILE = "batches.meta"
 PICKLE_FILES = (*TRAIN_BATCHES, TEST_BATCH, META_FILE)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-IMAGE_SHAPE = (3, 32, 32)
 DOWNLOAD_TIMEOUT_S = 60.0
 DOWNLOAD_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -169,7 +168,7 @@ def _unpickle(path: Path) -> dict:
         with path.open("rb") as f:
             obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
     except Exception as exc:
-        raise DataUnavailableError(f"cannot read CIFAR-10 batch {path}: {_one_line(exc)}") from exc
+        raise DataUnavailableError(f"cannot read CIFAR-10 batch {path}: {one_line(exc)}") from exc
     if not isinstance(obj, dict):
         raise DataUnavailableError(f"CIFAR-10 batch {path} holds {type(obj).__name__}, not a dict")
     return obj
@@ -181,7 +180,7 @@ def _integer_array(value: object, path: Path, key: str, ndim: int) -> np.ndarray
         array = np.asarray(value)
     except Exception as exc:  # ragged lists and other objects numpy cannot make an array of
         raise DataUnavailableError(
-            f"CIFAR-10 batch {path}: {key} is not an array ({_one_line(exc)})"
+            f"CIFAR-10 batch {path}: {key} is not an array ({one_line(exc)})"
         ) from exc
     if array.dtype.kind not in "iu" or array.ndim != ndim:
         raise DataUnavailableError(
@@ -284,72 +283,6 @@ def _numeric_order(files: list[Path]) -> list[int] | None:
     if len(set(numbers)) != len(numbers):
         return None
     return sorted(range(len(files)), key=numbers.__getitem__)
-
-
-def decode_images(files: list[Path]) -> Tensor:
-    """Decode image files into one uint8 (N, 3, 32, 32) tensor.
-
-    JPEGs go through torchvision's batched decoder (`decode_jpeg` on a list: one call for the
-    whole split); other formats, and every file of a batch the decoder refuses (to name the
-    broken one), are decoded one by one. Anything unreadable is a DataUnavailableError.
-    """
-    from torchvision.io import ImageReadMode, decode_image, decode_jpeg
-
-    raw = [_read_image_bytes(p) for p in files]
-    images: list[Tensor | None] = [None] * len(files)
-    jpeg = [i for i, r in enumerate(raw) if r[:3] == _JPEG_MAGIC]
-    with warnings.catch_warnings():
-        # torchvision 0.29 warns on every decode that torchcodec will take decoding over.
-        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
-        if jpeg:
-            try:
-                decoded = decode_jpeg([_as_tensor(raw[i]) for i in jpeg], mode=ImageReadMode.RGB)
-            except RuntimeError:
-                decoded = [None] * len(jpeg)
-            for i, image in zip(jpeg, decoded, strict=True):
-                images[i] = image
-        for i, r in enumerate(raw):
-            if images[i] is None:
-                try:
-                    images[i] = decode_image(_as_tensor(r), mode=ImageReadMode.RGB)
-                except RuntimeError as exc:
-                    raise DataUnavailableError(
-                        f"cannot decode image {files[i]}: {_one_line(exc)}"
-                    ) from exc
-    for path, image in zip(files, images, strict=True):
-        assert image is not None
-        if tuple(image.shape) != IMAGE_SHAPE:
-            raise DataUnavailableError(
-                f"image {path} has shape {tuple(image.shape)}; CIFAR-10 images are {IMAGE_SHAPE}"
-            )
-    return torch.stack(images)  # type: ignore[arg-type]
-
-
-_JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-def _read_image_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise DataUnavailableError(
-            f"{path} is a directory, not an image file (image folders hold "
-            "<split>/<class>/<image file>)"
-        ) from None
-    except OSError as exc:
-        raise DataUnavailableError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    if not raw:
-        raise DataUnavailableError(f"image {path} is empty (0 bytes)")
-    return raw
-
-
-def _as_tensor(raw: bytes) -> Tensor:
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
 def _short(value: object, limit: int = 80) -> str:

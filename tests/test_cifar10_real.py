@@ -35,6 +35,7 @@ PACK_FILE = "cifar10_jpeg_q75.npz"
 CANDIDATES = [
     *([Path(os.environ["HGBENCH_CIFAR_PACK"])] if os.environ.get("HGBENCH_CIFAR_PACK") else []),
     REPO.parent / "shared" / "data" / "cifar10-jpeg",
+    REPO.parents[1] / "shared" / "data" / "cifar10-jpeg",  # a worktree one folder deeper
     REPO / ".cifar",
 ]
 PACK = next(
@@ -207,3 +208,32 @@ def test_gpu_reference_script_refuses_a_report_folder_that_holds_rows(tmp_path: 
     )
     assert proc.returncode == 2 and "already holds results" in proc.stderr
     assert (report / RESULTS_FILE).read_text() == '{"cell": "x"}\n'
+
+
+@pytest.mark.slow  # 30 epochs of the short protocol on the CPU: ~2 min on a shared 2-core machine
+def test_short_protocol_trains_fixed_on_real_images(cli, unpacked: Path, tmp_path: Path) -> None:
+    """The short protocol (tasks/cifar10_protocol.py) end to end on `cifar10_1k_none`: its epoch
+    count, an evaluation every tenth of the run on one test set (what the convergence bar reads),
+    and `fixed` learning above chance. CPU-sized: 1k's schedule on a fifth of its images, in
+    batches of 32 (the schedule's shape is the protocol's; the sizes are a CPU's)."""
+    from hgbench.report.cifar_grid import cell_change
+    from hgbench.report.load import load_rows
+    from hgbench.tasks.cifar10_protocol import Protocol, eval_every, short_sets, subset_epochs
+
+    epochs = subset_epochs("1k", Protocol.SHORT)
+    every = eval_every(epochs)
+    out = tmp_path / "out"
+    sets = [*short_sets("1k"), f"task.n_test={N_TEST}", "task.n_labelled=200", "task.batch_size=32"]
+    argv = ["run", "--suite", "cifar10", "--tasks", "cifar10_1k_none", "--methods", "fixed"]
+    argv += ["--seeds", "0", "--device", "cpu", "--threads", "2", "--data-dir", unpacked]
+    argv += ["--out", out, "--no-report"]
+    for item in sets:
+        argv += ["--set", item]
+    res = cli(*argv)
+    assert res.code == 0, res.err
+    cell = load_rows(out)
+    assert len(cell) > 0 and (cell["status"] == Status.OK).all(), cell["error"].tolist()
+    assert sorted(cell["epoch"]) == [float(e) for e in range(0, epochs + 1, every)]
+    assert set(cell["test_n"]) == {N_TEST}
+    assert cell_change(cell) is not None  # the sanity bar can read the curve
+    assert float(cell["test_acc"].iloc[-1]) > 0.15  # chance is 0.10
