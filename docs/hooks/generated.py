@@ -34,7 +34,7 @@ def _registries() -> dict[str, object]:
 
 
 def cli_reference() -> str:
-    from hgbench.cli import build_parser
+    from hgbench.cli_parser import build_parser
 
     os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal: one width for every build
     parser = build_parser()
