@@ -39,8 +39,9 @@
       .map(function (x) { return x.c; });
   }
   function head(c) {
-    return "<b>" + esc(c.label) + "</b><br>" + esc(c.method) + " (" + esc(c.family) + ")<br>" +
-      "settings: " + esc(c.settings.length > 90 ? c.settings.slice(0, 87) + "…" : c.settings);
+    var s = c.settings || "";
+    return "<b>" + esc(c.label) + "</b><br>" + esc(c.method) + " (" + esc(c.family) + ")" +
+      (s ? "<br>settings: " + esc(s.length > 90 ? s.slice(0, 87) + "…" : s) : "");
   }
   function finite(values) {
     return values.filter(function (v) { return v !== null && isFinite(v); });
@@ -91,7 +92,7 @@
       var first = configs.filter(function (c) { return c.family === f; })[0];
       var input = document.createElement("input");
       input.type = "checkbox";
-      input.checked = true;
+      input.checked = !state.hidden.has(f);
       input.addEventListener("change", function () {
         if (input.checked) state.hidden.delete(f); else state.hidden.add(f);
         redraw();
@@ -177,7 +178,9 @@
         if (t >= lo && t <= hi) ticks.push(Number(t.toPrecision(3)));
       });
     }
-    return { tickmode: "array", tickvals: ticks, ticktext: ticks.map(function (t) { return fmt(t); }) };
+    return { tickmode: "array", tickvals: ticks, ticktext: ticks.map(function (t) {
+      return t >= 1e5 || t < 1e-3 ? t.toExponential(0) : fmt(t);
+    }) };
   }
   function logAxis(title, log, values, extra) {
     var a = axis(title, log, extra);
@@ -511,7 +514,12 @@
 
   /* --- scaling: time and memory per hypergradient against the swept size ------------------- */
   function scaling(fig, spec) {
-    var state = { metric: spec.metrics[0].key, hidden: new Set() };
+    // one family at first, as report.md's figure has a row per family: colours repeat across
+    // families (a palette within each), so all at once would mix them up
+    var families = FAMILIES.filter(function (f) {
+      return spec.configs.some(function (c) { return c.family === f; });
+    });
+    var state = { metric: spec.metrics[0].key, hidden: new Set(families.slice(1)) };
     var box = fig.querySelector(".hg-controls");
     var plot = fig.querySelector(".hg-plot");
     var titles = titled(spec.configs);
