@@ -239,3 +239,17 @@ def test_scaling_report_html(tmp_path):
         assert spec["kind"] == "scaling" and spec["configs"]
         for s in spec["configs"]:
             assert len(s["size"]) == len(s["hg_time_s"]) == len(s["mem_mb"])
+
+
+def test_redraw_keeps_a_title_given_to_report_md(tmp_path):
+    """A report.md whose title a person extended (what the data are) keeps it when redrawn, and
+    the page shows it; a plain one stays plain."""
+    write_results(tmp_path, run_rows(), torn=False)
+    path = write_report(tmp_path)
+    assert path.read_text().startswith("# hgbench report\n")
+    labelled = "# hgbench report: CIFAR-10 (JPEG q75 copy)"
+    path.write_text(labelled + path.read_text()[len("# hgbench report") :])
+    assert write_report(tmp_path).read_text().startswith(labelled + "\n")
+    page = (tmp_path / HTML_FILE).read_text()
+    assert '<h1 id="hgbench-report-cifar-10-jpeg-q75-copy">' in page
+    assert "<title>hgbench report: CIFAR-10 (JPEG q75 copy) (" in page

@@ -49,6 +49,45 @@ def report_specs(
     return specs
 
 
+COMPARE = "#compare-"  # spec keys of the side-by-side Pareto figures
+
+
+def compare_section(specs: dict[str, dict[str, Any]], runs: list) -> tuple[str, dict]:
+    """`## Tasks side by side`: every task's Pareto figure again, two to a row and without
+    legends (hover names the config), so that tasks compare at a glance; only with two tasks."""
+    if len(runs) < 2:
+        return "", {}
+    figures, more = [], {}
+    for a, _ in runs:
+        spec = specs[figure_name(Mode.RUN, a.task, "pareto")]
+        more[COMPARE + a.task] = {**spec, "compact": True, "title": a.task}
+        figures.append(f"![{a.task}: final test metrics vs cost]({COMPARE}{a.task})")
+    text = "\n".join(
+        [
+            "## Tasks side by side",
+            "",
+            "Each task's Pareto figure (its section below has the legend): final metric against "
+            "cost, IQM with 95% intervals and every seed, the non-dominated configs joined.",
+            "",
+            '<div class="side-by-side">',
+            "",
+            *[f"{f}\n" for f in figures],
+            "</div>",
+        ]
+    )
+    return text, more
+
+
+def _insert_before(text: str, heading: str, section: str) -> str:
+    """`section` before the first `heading` line of `text` (at the end without one)."""
+    if not section:
+        return text
+    at = text.find(f"\n{heading}\n")
+    if at < 0:
+        return text.rstrip("\n") + "\n\n" + section + "\n"
+    return text[: at + 1] + section + "\n\n" + text[at + 1 :]
+
+
 def write_html_report(
     out_dir: Path,
     text: str,
@@ -59,10 +98,15 @@ def write_html_report(
     ranking: Ranking,
 ) -> Path:
     """`out_dir/report.html`: report.md's `text` with interactive figures, then the methods
-    table and (where a budget study exists) the ranks per budget."""
+    table (where a budget study exists) the ranks per budget, and the tasks' Pareto figures side by
+    side after the verdict."""
     specs = report_specs(style, runs, probes, ranking)
     budget_text, budget_specs = budget_section(budget_ranks(Path(out_dir), rows))
+    compare_text, compare_specs = compare_section(specs, runs)
     specs.update(budget_specs)
+    specs.update(compare_specs)
     extra = [s for s in (budget_text, methods_section(rows, style)) if s]
     page = "\n\n".join([text.rstrip("\n"), *extra]) + "\n"
-    return write_html(out_dir, page, specs, f"hgbench report: {Path(out_dir).name}")
+    page = _insert_before(page, "## Status", compare_text)
+    title = text.split("\n", 1)[0].lstrip("# ").strip()
+    return write_html(out_dir, page, specs, f"{title} ({Path(out_dir).name})")

@@ -94,11 +94,22 @@ def _noisy_lines(outcomes: pd.DataFrame) -> list[str]:
     return lines
 
 
+TITLE = "# hgbench report"
+
+
+def _title(out_dir: Path) -> str:
+    """The report's first line: `# hgbench report`, or the one a person gave an earlier report.md
+    (`# hgbench report: CIFAR-10 (JPEG q75 copy)`), so that a redraw keeps what the data are."""
+    old = out_dir / REPORT_FILE
+    first = old.read_text(encoding="utf-8").split("\n", 1)[0] if old.is_file() else ""
+    return first if first.startswith(TITLE + ": ") else TITLE
+
+
 def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) -> str:
     parsed = a.get("parsed_rows", len(rows))
     source = Path(a.get("source", RESULTS_FILE)).name  # results.jsonl, or its .gz archive
     lines = [
-        "# hgbench report",
+        _title(out_dir),
         "",
         f"- Source: `{out_dir}` ({source}: {parsed} rows parsed, {len(rows)} used; "
         f"{parsed - len(rows)} from {a.get('interrupted_attempts', 0)} interrupted and "

@@ -253,7 +253,8 @@
         ys = ys.concat(c.values[state.metric], c.iqm[state.metric]);
       });
       return draw(plot, traces, layout(spec, {
-        height: legendHeight(spec.configs),
+        height: spec.compact ? 460 : legendHeight(spec.configs),
+        showlegend: !spec.compact,
         xaxis: logAxis(cost.name + ", final", state.xlog, xs),
         yaxis: logAxis(m.name + " (final)", state.ylog, ys,
           range ? { range: range } : { autorange: true }),
@@ -410,7 +411,7 @@
           if (!shown(state, c)) return;
           var x = c.far && hi !== null ? hi : c.diff[0];
           traces.push({ type: "scatter", mode: "markers", x: [x], y: [c.label], xaxis: ax,
-            showlegend: false, name: c.label,
+            showlegend: false, name: c.label, cliponaxis: !c.far,
             error_x: c.far ? { visible: false } : Object.assign(errorBar(c.diff), { color: c.color }),
             marker: { symbol: c.far ? "triangle-right" : c.symbol + (c.separated ? "" : "-open"),
               size: 10, color: c.color },
