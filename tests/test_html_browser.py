@@ -97,7 +97,8 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_fresh_report_in_chromium(fresh):
     path, markdown = fresh
-    assert check_page(path, markdown) == 7  # gains, ranks, 2 Pareto, 2 anytime, 1 probe
+    # gains, ranks, 2 Pareto side by side, 2 Pareto and 2 anytime in the tasks' sections, 1 probe
+    assert check_page(path, markdown) == 9
 
 
 def test_tables_read_with_scripts_off(fresh, tmp_path):

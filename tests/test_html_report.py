@@ -153,11 +153,17 @@ def test_figure_data_are_the_report_summaries(report):
     out, _, page = report
     data = specs(page)
     kinds = sorted(s["kind"] for s in data.values())
-    assert kinds == ["anytime", "anytime", "gains", "pareto", "pareto", "probe", "ranks"]
+    assert kinds == ["anytime", "anytime", "gains", *["pareto"] * 4, "probe", "ranks"]
+    # the side-by-side Pareto figures are the task sections' own, without legends
+    pareto = [s for s in data.values() if s["kind"] == "pareto" and not s.get("compact")]
+    compact = [s for s in data.values() if s["kind"] == "pareto" and s.get("compact")]
+    tasks = ("toy_a", "toy-b")
+    assert compact == [
+        {**s, "compact": True, "title": t} for s, t in zip(pareto, tasks, strict=True)
+    ]
     rows = with_labels(load_rows(out))
     style = make_style(rows)
-    pareto = [s for s in data.values() if s["kind"] == "pareto"]
-    for spec, task in zip(pareto, ("toy_a", "toy-b"), strict=True):
+    for spec, task in zip(pareto, tasks, strict=True):
         task_rows = rows[(rows["mode"] == "run") & (rows["task"] == task)]
         summary = summarize_run(task_rows, style.order)
         for c in spec["configs"]:
