@@ -39,6 +39,17 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
 
 
+TITLE = "# hgbench report"
+
+
+def _title(out_dir: Path) -> str:
+    """The report's first line: `# hgbench report`, or the one a person gave an earlier report.md
+    (`# hgbench report: CIFAR-10 (JPEG q75 copy)`), so that a redraw keeps what the data are."""
+    old = out_dir / REPORT_FILE
+    first = old.read_text(encoding="utf-8").split("\n", 1)[0] if old.is_file() else ""
+    return first if first.startswith(TITLE + ": ") else TITLE
+
+
 def _save(fig: Figure, path: Path) -> None:
     """Write a figure and release it (figures are not pyplot-managed, so clearing suffices)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,17 +103,6 @@ def _noisy_lines(outcomes: pd.DataFrame) -> list[str]:
         seeds = ", ".join(_seed(s) for s in g["seed"])
         lines.append(f"  - {mode} / {task} / {label}: seed{'s' if len(g) > 1 else ''} {seeds}")
     return lines
-
-
-TITLE = "# hgbench report"
-
-
-def _title(out_dir: Path) -> str:
-    """The report's first line: `# hgbench report`, or the one a person gave an earlier report.md
-    (`# hgbench report: CIFAR-10 (JPEG q75 copy)`), so that a redraw keeps what the data are."""
-    old = out_dir / REPORT_FILE
-    first = old.read_text(encoding="utf-8").split("\n", 1)[0] if old.is_file() else ""
-    return first if first.startswith(TITLE + ": ") else TITLE
 
 
 def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) -> str:
