@@ -259,3 +259,21 @@ def test_redraw_keeps_a_title_given_to_report_md(tmp_path):
     page = (tmp_path / HTML_FILE).read_text()
     assert '<h1 id="hgbench-report-cifar-10-jpeg-q75-copy">' in page
     assert "<title>hgbench report: CIFAR-10 (JPEG q75 copy) (" in page
+
+
+def test_a_budget_study_that_cannot_be_ranked_leaves_the_section_out(tmp_path, monkeypatch, capsys):
+    fake = types.ModuleType("hgbench.report.budgets")
+    fake.final_rows = fake.curves = lambda x: x
+
+    def ranks(_):
+        raise KeyError("unknown method 'mine'")
+
+    fake.ranks = ranks
+    monkeypatch.setitem(sys.modules, "hgbench.report.budgets", fake)
+    rows = run_rows()
+    for r in rows:
+        r["budget_runs"] = 1
+    write_results(tmp_path, rows, torn=False)
+    write_report(tmp_path)  # the report is still written, without the section
+    assert "Ranks per budget" not in (tmp_path / HTML_FILE).read_text()
+    assert "ranks per budget left out: \"unknown method 'mine'\"" in capsys.readouterr().err

@@ -8,6 +8,7 @@ figure specs, which hgbench.report.html_page renders like the rest of the report
 from __future__ import annotations
 
 import html
+import sys
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 from matplotlib.colors import to_hex
 
 from hgbench.method import METHODS
+from hgbench.plugins import load_plugins
 from hgbench.report.configs import describe_configs, method_family, ordered_methods
 from hgbench.report.html_specs import config_base, nums, settings_text
 from hgbench.report.load import load_rows
@@ -98,7 +100,12 @@ def budget_ranks(out_dir: Path, rows: pd.DataFrame) -> pd.DataFrame | None:
     found = _budget_rows(out_dir, rows)
     if found is None:
         return None
-    ranks = budgets.ranks(budgets.curves(budgets.final_rows(found)))
+    load_plugins()  # the study's kinds come from the registered methods' families
+    try:
+        ranks = budgets.ranks(budgets.curves(budgets.final_rows(found)))
+    except (LookupError, ValueError) as exc:  # a study half run, or of unregistered methods
+        print(f"report.html: ranks per budget left out: {exc}", file=sys.stderr)
+        return None
     return ranks if not ranks.empty else None
 
 
