@@ -89,7 +89,12 @@
     group.className = "families";
     group.appendChild(document.createTextNode("families: "));
     present.forEach(function (f) {
-      var first = configs.filter(function (c) { return c.family === f; })[0];
+      /* the swatch runs through the family's shades: its darkest alone reads alike across
+         families (dark orange and dark red) */
+      var shades = [];
+      configs.forEach(function (c) {
+        if (c.family === f && shades.indexOf(c.color) < 0) shades.push(c.color);
+      });
       var input = document.createElement("input");
       input.type = "checkbox";
       input.checked = !state.hidden.has(f);
@@ -100,7 +105,8 @@
       var label = document.createElement("label");
       var swatch = document.createElement("span");
       swatch.className = "swatch";
-      swatch.style.background = first.color;
+      swatch.style.background = shades.length > 1
+        ? "linear-gradient(to right, " + shades.join(", ") + ")" : shades[0];
       label.appendChild(input);
       label.appendChild(swatch);
       label.appendChild(document.createTextNode(f));
