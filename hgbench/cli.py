@@ -204,7 +204,7 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
         print(f"finished in {time.perf_counter() - start:.1f}s: {done}", file=sys.stderr)
         print(f"results: {store.path}")
         if not args.no_report:
-            print(f"report: {_report(out)}")
+            _report(out)
     finally:
         lock.release()
     return 0
@@ -229,8 +229,11 @@ def _plan(cells, suite, runner, rerun, budget_s: float, pack: int, executor) -> 
 
 def _report(out: Path, export: str | None = None) -> Path:
     from hgbench.report import write_report
+    from hgbench.report.html_page import HTML_FILE
 
     report = write_report(out)
+    print(f"report: {report}")
+    print(f"html: {report.with_name(HTML_FILE)}")  # beside it: the same report, interactive
     if export is not None:
         from hgbench.report.export import export_rows
 
@@ -255,7 +258,7 @@ def _report_command(args: argparse.Namespace) -> int:
     writable_dir(args.dir, "report")
     if read.n_skipped:
         print(f"warning: {path}: {read.summary()}", file=sys.stderr)
-    print(f"report: {_report(args.dir, args.export)}")
+    _report(args.dir, args.export)
     return 0
 
 

@@ -21,7 +21,7 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_REPORT = ROOT / "reports" / "probe_methods" / "report.md"
-REPORT_SUFFIXES = {".md", ".png"}
+REPORT_SUFFIXES = {".md", ".png", ".html"}  # report.html: the interactive pages, as they are
 
 
 def _registries() -> dict[str, object]:

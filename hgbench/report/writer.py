@@ -20,7 +20,7 @@ from hgbench.report.gain_plot import gain_figure, has_gains
 from hgbench.report.load import UNFINISHED, cell_outcomes, load_rows, noisy_cells
 from hgbench.report.markdown import MISSING, code, one_line, plural
 from hgbench.report.ranks_plot import rank_figure
-from hgbench.report.stats import rank_configs
+from hgbench.report.stats import Ranking, rank_configs
 from hgbench.report.style import Style, make_style
 from hgbench.report.summary import summarize_probe
 from hgbench.report.verdict import (
@@ -39,6 +39,17 @@ NOISY_LISTED = 12  # noisy cells named in the header; the rest are counted
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
+
+
+TITLE = "# hgbench report"
+
+
+def _title(out_dir: Path) -> str:
+    """The report's first line: `# hgbench report`, or the one a person gave an earlier report.md
+    (`# hgbench report: CIFAR-10 (JPEG q75 copy)`), so that a redraw keeps what the data are."""
+    old = out_dir / REPORT_FILE
+    first = old.read_text(encoding="utf-8").split("\n", 1)[0] if old.is_file() else ""
+    return first if first.startswith(TITLE + ": ") else TITLE
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -108,7 +119,7 @@ def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) 
     parsed = a.get("parsed_rows", len(rows))
     source = Path(a.get("source", RESULTS_FILE)).name  # results.jsonl, or its .gz archive
     lines = [
-        "# hgbench report",
+        _title(out_dir),
         "",
         f"- Source: `{out_dir}` ({source}: {parsed} rows parsed, {len(rows)} used; "
         f"{parsed - len(rows)} from {a.get('interrupted_attempts', 0)} interrupted and "
@@ -156,6 +167,11 @@ def _status_section(outcomes: pd.DataFrame, methods: list[str]) -> str:
     return "\n".join(parts)
 
 
+def figure_name(mode: Mode, task: str, key: str) -> str:
+    """A task's figure, relative to the report: `figures/run_digits_mlp_pareto.png`."""
+    return f"{FIGURES_DIR}/{mode.value}_{_safe(task)}_{key}.png"
+
+
 def _image(alt: str, path: Path, out_dir: Path) -> str:
     return f"![{alt}]({path.relative_to(out_dir).as_posix()})"
 
@@ -185,7 +201,6 @@ def _run_section(a: TaskAnalysis, rows: pd.DataFrame, style: Style, out_dir: Pat
             "",
             tables.pairs_table(a.comparisons, labels),
         ]
-    figs = out_dir / FIGURES_DIR
     figures = {
         "pareto": (
             plots.pareto_figure(rows, style, f"{task}: final test metrics vs cost", a.summary),
@@ -203,13 +218,13 @@ def _run_section(a: TaskAnalysis, rows: pd.DataFrame, style: Style, out_dir: Pat
         ),
     }
     for key, (fig, alt) in figures.items():
-        path = figs / f"run_{_safe(task)}_{key}.png"
+        path = out_dir / figure_name(Mode.RUN, task, key)
         _save(fig, path)
         parts += ["", _image(f"{task} {alt}", path, out_dir)]
     # methods that learn per-step schedules (reversible_sgd) carry them in their final rows
     for key, what in (("lr_schedule", "learning-rate"), ("momentum_schedule", "momentum")):
         if schedules.has_schedules(rows, key):
-            path = figs / f"run_{_safe(task)}_{key}.png"
+            path = out_dir / figure_name(Mode.RUN, task, key)
             title = f"{task}: learned {what} schedule"
             _save(schedules.schedule_figure(rows, key, title=title), path)
             parts += ["", _image(f"{task} {what} schedule", path, out_dir)]
@@ -227,7 +242,7 @@ def _probe_section(task: str, rows: pd.DataFrame, style: Style, out_dir: Path) -
         tables.probe_table(summarize_probe(rows, style.order)),
     ]
     figs = out_dir / FIGURES_DIR
-    error = figs / f"probe_{_safe(task)}_error.png"
+    error = out_dir / figure_name(Mode.PROBE, task, "error")
     title = f"{task}: hypergradient error vs time"
     _save(probe_plots.probe_error_figure(rows, style, title=title), error)
     parts += ["", _image(f"{task} error vs time", error, out_dir)]
@@ -250,16 +265,19 @@ def _tasks(rows: pd.DataFrame, mode: Mode) -> Iterator[tuple[str, pd.DataFrame]]
         yield str(task), sub[sub["task"] == task]
 
 
-def _verdict(analyses: list[TaskAnalysis], rows: pd.DataFrame, style: Style, out: Path) -> str:
-    ranking = rank_configs(nll_matrices(analyses, rows[rows["mode"] == Mode.RUN]))
+GAINS_TITLE = "Final test NLL against the baseline"
+RANKS_TITLE = "Ranks by final test NLL across tasks"
+
+
+def _verdict(analyses: list[TaskAnalysis], ranking: Ranking, style: Style, out: Path) -> str:
     images = {}
     if has_gains(analyses, style):
         path = out / FIGURES_DIR / "gains.png"
-        _save(gain_figure(analyses, style, "Final test NLL against the baseline"), path)
+        _save(gain_figure(analyses, style, GAINS_TITLE), path)
         images["gains"] = _image("gain over the baseline per task", path, out)
     if ranking.usable:
         path = out / FIGURES_DIR / "ranks.png"
-        _save(rank_figure(ranking, style, "Ranks by final test NLL across tasks"), path)
+        _save(rank_figure(ranking, style, RANKS_TITLE), path)
         images["ranks"] = _image("critical-difference diagram", path, out)
     return verdict_section(analyses, ranking, ranked_labels(analyses, style.order), images)
 
@@ -297,12 +315,24 @@ def write_report(out_dir: Path, method_order: list[str] | None = None) -> Path:
         present = set(rows["method"].dropna())
         methods = [m for m in ordered_methods(present, method_order) if m in present]
         runs = [(analyse_task(t, r, style), r) for t, r in _tasks(rows, Mode.RUN)]
-        verdict = _verdict([a for a, _ in runs], rows, style, out_dir)
+        analyses = [a for a, _ in runs]
+        ranking = rank_configs(nll_matrices(analyses, rows[rows["mode"] == Mode.RUN]))
+        verdict = _verdict(analyses, ranking, style, out_dir)
         sections += [verdict] if verdict else []
         sections.append(_status_section(outcomes, methods))
         sections += [_run_section(a, r, style, out_dir) for a, r in runs]
-        sections += [_probe_section(t, r, style, out_dir) for t, r in _tasks(rows, Mode.PROBE)]
+        probes = list(_tasks(rows, Mode.PROBE))
+        sections += [_probe_section(t, r, style, out_dir) for t, r in probes]
     sections += tail
     report = out_dir / REPORT_FILE
-    report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    text = "\n\n".join(sections) + "\n"
+    report.write_text(text, encoding="utf-8")
+    if not rows.empty:  # report.html: the same text, its figures interactive, and two sections
+        from hgbench.report.html_report import write_html_report
+
+        write_html_report(out_dir, text, rows, style, runs, probes, ranking)
+    else:
+        from hgbench.report.html_page import write_html
+
+        write_html(out_dir, text, {}, "hgbench report")
     return report

@@ -288,5 +288,20 @@ def write_scaling_report(out_dir: Path | str) -> Path:
         if reasons:
             lines += [*reasons, ""]
     path = out / REPORT_FILE
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    _write_html(out, text, points)
     return path
+
+
+def _write_html(out: Path, text: str, points: pd.DataFrame) -> Path:
+    """report.html beside report.md: the same text, each axis's figure interactive."""
+    from hgbench.report.html_page import write_html
+    from hgbench.report.html_scaling import scaling_spec
+
+    axes = [a for a in AXES if not points.empty and a in set(points["axis"])]
+    specs = {
+        f"{FIGURES_DIR}/scaling_{axis}.png": scaling_spec(points, axis, f"Cost against {axis}")
+        for axis in axes
+    }
+    return write_html(out, text, specs, "hgbench scaling report")
