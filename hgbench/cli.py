@@ -190,6 +190,12 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
             f"hgbench {mode.value}: {len(cells)} cells on {device} ({args.dtype}){via} -> {out}",
             file=sys.stderr,
         )
+        if getattr(args, "cost_pass", False):  # each configuration alone first (docs/gpu.md)
+            from hgbench.engine.costpass import cost_pass_first
+
+            time_budget_s = cost_pass_first(
+                cells, suite.priority, runner, rerun, args.cost_epochs, time_budget_s, args.pack
+            )
         if time_budget_s is not None:
             cells = _plan(cells, suite, runner, rerun, time_budget_s, args.pack, executor)
         start = time.perf_counter()
@@ -221,7 +227,11 @@ def _plan(cells, suite, runner, rerun, budget_s: float, pack: int, executor) -> 
     todo = [c for c in cells if c.key not in finished]
     if len(todo) < len(cells):
         print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells done", file=sys.stderr)
-    plan = planning.make_plan(todo, suite.priority, budget_s, runner.store.read().rows, kind, pack)
+    from hgbench.engine.costpass import read_cost_rows, wall_estimates
+
+    costs = wall_estimates(read_cost_rows(Path(runner.store.path).parent), kind)
+    rows = runner.store.read().rows
+    plan = planning.make_plan(todo, suite.priority, budget_s, rows, kind, pack, costs)
     print(planning.describe(plan, budget_s, pack, kind), file=sys.stderr)
     executor.may_start = planning.Deadline(plan, budget_s, pack).may_start
     return plan.cells

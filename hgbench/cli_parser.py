@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only the cells whose estimated wall seconds fit T, seed-major and by the "
         "suite's priority; rerun to continue (docs/gpu.md)",
     )
+    from hgbench.engine.costpass import add_cost_arguments
+
+    add_cost_arguments(run)
     probe = sub.add_parser("probe", help="hypergradient fidelity against exact references")
     _common(probe, "float64")
     probe.add_argument("--repeats", type=int, default=3, help="timed estimates per cell")

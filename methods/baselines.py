@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from hgbench.contracts.method import Budget, Checkpoint, Family, Method, register_method
+from hgbench.contracts.method import Budget, Checkpoint, Family, Method, Periodic, register_method
 from hgbench.contracts.task import Problem
 from hgbench.numerics.training import SGDTrainer
 
@@ -17,6 +17,9 @@ class Fixed(Method):
 
     family = Family.BASELINE
     tunes_hparams = False
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic.steps(problem, 1)  # every step alike
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         hparams = problem.init_hparams()

@@ -25,6 +25,7 @@ from hgbench.contracts.method import (
     Family,
     Method,
     Objective,
+    Periodic,
     ProbeState,
     Reference,
     register_method,
@@ -160,6 +161,9 @@ class ForwardMode(Method):
                 f"exceed max_hparams={self.max_hparams}"
             )
         return _forward_ad_unsupported(problem)
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic.steps(problem, self.period)
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         d = problem.data

@@ -29,6 +29,7 @@ from hgbench.contracts.method import (
     Family,
     Method,
     Objective,
+    Periodic,
     ProbeState,
     Reference,
     register_method,
@@ -80,6 +81,9 @@ class HypergradientDescent(Method):
             raise ValueError("beta, beta_momentum >= 0 and max_momentum in [0, 1)")
         if self.K < 1:
             raise ValueError("K must be >= 1")
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic.steps(problem, 1)  # a hyper-step at every step
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         task_hparams = problem.init_hparams()

@@ -25,6 +25,7 @@ from hgbench.contracts.method import (
     Family,
     Method,
     Objective,
+    Periodic,
     ProbeState,
     register_method,
 )
@@ -82,6 +83,9 @@ class _Implicit(Method):
     def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
         """The linear solver for one hyper-step; `lr` is the current inner learning rate."""
         raise NotImplementedError
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic.steps(problem, self.period, self.warmup_steps)
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         task, d = problem.task, problem.data

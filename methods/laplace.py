@@ -23,6 +23,7 @@ from hgbench.contracts.method import (
     Family,
     Method,
     Objective,
+    Periodic,
     ProbeState,
     register_method,
 )
@@ -163,6 +164,9 @@ class LaplaceFull(Method):
 
     def setup(self, problem: Problem) -> None:
         _warm_up(problem, self.structure)
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic(self.burnin, self.frequency)  # a fit every `frequency` epochs
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         data = all_labelled(problem)
@@ -325,6 +329,12 @@ class LaplaceNTK(Method):
 
     def _blocks(self, n: int, labels: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
         return partition(n, self.block_size, gen, labels, self.partition)
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        if self.frequency > 0:  # phases of `hypersteps` every `frequency` epochs
+            return Periodic(self.burnin, self.frequency)
+        spe = problem.steps_per_epoch
+        return Periodic(self.burnin, self.hyper_every / spe)
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         data = all_labelled(problem)

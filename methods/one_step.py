@@ -35,6 +35,7 @@ from hgbench.contracts.method import (
     Family,
     Method,
     Objective,
+    Periodic,
     ProbeState,
     register_method,
 )
@@ -122,6 +123,9 @@ class _OneStep(Method):
         self, train_loss: Loss, val_loss: Loss, params: Params, hparams: HParams, lr: float
     ) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic.steps(problem, self.period)
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         d = problem.data

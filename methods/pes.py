@@ -32,6 +32,7 @@ from hgbench.contracts.method import (
     Family,
     Method,
     Objective,
+    Periodic,
     ProbeState,
     Reference,
     register_method,
@@ -165,6 +166,9 @@ class PES(Method):
         if self.sigma <= 0 or self.hyper_lr <= 0:
             raise ValueError("sigma and hyper_lr must be positive")
         self._exact: dict[str, Tensor] | None = None
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic.steps(problem, self.horizon)  # a whole horizon of truncations
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         d = problem.data

@@ -17,6 +17,7 @@ from hgbench.contracts.method import (
     Family,
     Method,
     Objective,
+    Periodic,
     ProbeState,
     Reference,
     register_method,
@@ -96,6 +97,9 @@ class TruncatedBPTT(Method):
             gen,
             decay=l2_decay,
         )
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic.steps(problem, self.horizon)  # one hyper-step per window
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         d = problem.data

@@ -14,6 +14,7 @@ from hgbench.contracts.method import (
     Family,
     Method,
     Objective,
+    Periodic,
     ProbeState,
     register_method,
 )
@@ -54,6 +55,9 @@ class Unroll(Method):
             raise ValueError("K must be at least 1")
         if self.hyper_lr <= 0:
             raise ValueError("hyper_lr must be positive")
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        return Periodic.steps(problem, self.K)  # one hyper-step per window of K steps
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         task = problem.task

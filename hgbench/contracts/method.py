@@ -109,6 +109,27 @@ class Estimate:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Periodic:
+    """How a method's cost is spread over its schedule (what the cost pass must cover): after
+    `burnin` epochs its work repeats every `period` epochs (a fit every k epochs, a hyper-step
+    every k steps: k / steps per epoch), so a stretch of burn-in plus whole periods, timed alone,
+    gives its cost per epoch (hgbench.engine.stretch)."""
+
+    burnin: float = 0.0
+    period: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.burnin < 0 or self.period <= 0:
+            raise ValueError(f"Periodic needs burnin >= 0 and period > 0, got {self}")
+
+    @classmethod
+    def steps(cls, problem: Problem, period: int, burnin: int = 0) -> Periodic:
+        """Periodic work counted in optimiser steps (hyper-step every `period` steps)."""
+        spe = problem.steps_per_epoch
+        return cls(burnin / spe, max(period, 1) / spe)
+
+
 @dataclass
 class Method:
     """Base class: subclasses are dataclasses whose fields are their settings.
@@ -163,6 +184,12 @@ class Method:
         the validation loss after its own training run); None: the harness's reference for
         `objective` (see hgbench.engine.probe). `hparams`: the task's hparams of the probe state
         (None: its initial ones)."""
+        return None
+
+    def periodic_work(self, problem: Problem) -> Periodic | None:
+        """The shape of this method's cost over its schedule, for the isolated cost pass; None
+        (the default, always safe): its work depends on the whole budget (a search dividing it
+        among trials, meta-iterations), so only a whole seed measures its cost."""
         return None
 
     def method_params(self) -> dict[str, Any]:

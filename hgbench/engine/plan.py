@@ -4,8 +4,10 @@ Cells run seed-major (every cell of the first seed, then the next), and within a
 order of the suite's `priority` (task-name patterns; the first match ranks a cell, unmatched
 cells last, in suite order). Each cell's wall-clock seconds are estimated, per (task, method,
 settings) and per epoch, from the isolated final rows of the same device kind already in the
-store (their `wall_s`, which includes set-up and evaluation), else from the committed table
-`hgbench/engine/plan_estimates.json`, else from `DEFAULT_WALL_PER_EPOCH_S`. The plan takes cells in
+store (their `wall_s`, which includes set-up and evaluation), else from the isolated cost pass
+(engine/costpass.py: its timed curve at the cell's epochs plus its stretch's untimed seconds),
+else from the committed table `hgbench/engine/plan_estimates.json`, else from
+`DEFAULT_WALL_PER_EPOCH_S`. The plan takes cells in
 order while their estimates (divided by the packing factor) fit, and stops at the first that
 does not, so that what runs is a prefix of the seed-major order: whole seeds first. While it
 runs, a cell starts only if its estimate fits the time left; a started cell always finishes.
@@ -17,12 +19,15 @@ import fnmatch
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hgbench.contracts.schema import Mode, Status, Timing
-from hgbench.engine.runner import Cell
+
+if TYPE_CHECKING:  # the report reads cost curves through engine/costpass.py: no torch at import
+    from hgbench.engine.cells import Cell
 
 DEFAULT_WALL_PER_EPOCH_S = 1.0  # an unmeasured cell: pessimistic for the CPU tasks, so it waits
 TABLE = "plan_estimates.json"
@@ -61,15 +66,30 @@ def committed_table(kind: str) -> dict[str, float]:
 @dataclass(frozen=True)
 class Estimate:
     seconds: float
-    source: str  # "store", "table" or "default"
+    source: str  # "store", "cost", "table" or "default"
 
 
-def estimate(cell: Cell, measured: dict[str, float], table: dict[str, float]) -> Estimate:
+# configuration -> estimated wall seconds of a whole cell of E epochs (engine/costpass.py)
+CostEstimates = dict[str, Callable[[int], float]]
+
+
+def estimate(
+    cell: Cell,
+    measured: dict[str, float],
+    table: dict[str, float],
+    costs: CostEstimates | None = None,
+    epochs: int | None = None,
+) -> Estimate:
+    """`epochs`: what the cell will run (default: its task's)."""
     key = config_key(cell.task.name, cell.method, cell.method_params)
-    epochs = max(1, int(getattr(cell.task, "epochs", 1) or 1))
-    for source, per_epoch in (("store", measured.get(key)), ("table", table.get(key))):
-        if per_epoch is not None:
-            return Estimate(per_epoch * epochs, source)
+    if epochs is None:
+        epochs = max(1, int(getattr(cell.task, "epochs", 1) or 1))
+    if key in measured:
+        return Estimate(measured[key] * epochs, "store")
+    if costs and key in costs:
+        return Estimate(costs[key](epochs), "cost")
+    if key in table:
+        return Estimate(table[key] * epochs, "table")
     return Estimate(DEFAULT_WALL_PER_EPOCH_S * epochs, "default")
 
 
@@ -107,11 +127,12 @@ def make_plan(
     rows: list[dict[str, Any]],
     kind: str,
     pack: int = 1,
+    costs: CostEstimates | None = None,
 ) -> Plan:
     """The prefix of the ordered cells whose estimates fit `budget_s` (see the module)."""
     measured, table = measured_walls(rows, kind), committed_table(kind)
     ordered = order(cells, priority)
-    estimates = {c.key: estimate(c, measured, table) for c in ordered}
+    estimates = {c.key: estimate(c, measured, table, costs) for c in ordered}
     chosen, total = [], 0.0
     for cell in ordered:
         cost = estimates[cell.key].seconds / pack

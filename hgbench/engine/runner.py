@@ -10,34 +10,22 @@ fails as diverged.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
 import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from hgbench.contracts.errors import DivergedError
 from hgbench.contracts.hparams import HParams, HParamSpace
-from hgbench.contracts.method import (
-    METHODS,
-    Budget,
-    Checkpoint,
-    Estimate,
-    Method,
-    Objective,
-    Reference,
-)
+from hgbench.contracts.method import Budget, Checkpoint, Estimate, Method, Objective, Reference
 from hgbench.contracts.schema import Mode, Status, Timing
 from hgbench.contracts.task import Problem, Task
-from hgbench.engine.calibration import NOISE_THRESHOLD, drift, step_time
+from hgbench.engine.calibration import drift, step_time
+from hgbench.engine.cells import Cell, RunOptions
 from hgbench.engine.envinfo import environment, software_env
 from hgbench.engine.estimates import estimate_record, save_estimates
 from hgbench.engine.guards import (
@@ -50,62 +38,10 @@ from hgbench.engine.guards import (
 )
 from hgbench.engine.probe import compare, probe_reference
 from hgbench.engine.store import Store
+from hgbench.engine.stretch import cell_stretch
 from hgbench.engine.timing import PeakMemory, Stopwatch
 
-
-@dataclass(frozen=True)
-class Cell:
-    mode: Mode
-    suite: str
-    task: Task
-    method: str
-    method_params: dict[str, Any] = field(hash=False)
-    seed: int
-    # what the measurement depends on beyond the method and task: device type, dtype, budget
-    context: dict[str, Any] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mode", Mode(self.mode))
-
-    @property
-    def key(self) -> str:
-        """mode/task/method/digest/seed; the digest covers the method's settings, the task's
-        (so `--set task.epochs=...` makes new cells rather than matching finished ones) and the
-        context (so a rerun with another --dtype, --device or --budget-s is not skipped)."""
-        task = {
-            k: v
-            for k, v in dataclasses.asdict(self.task).items()
-            if k not in ("name", "description", "tags")
-        }
-        parts = [self.method_params, task] + ([self.context] if self.context else [])
-        canon = json.dumps(parts, sort_keys=True, default=str)
-        digest = hashlib.sha1(canon.encode()).hexdigest()[:10]
-        return f"{self.mode.value}/{self.task.name}/{self.method}/{digest}/{self.seed}"
-
-    def make_method(self) -> Method:
-        return METHODS[self.method](**self.method_params)
-
-    def label(self) -> str:
-        shown = ",".join(f"{k}={v}" for k, v in self.method_params.items())
-        return f"{self.task.name} {self.method}" + (f"({shown})" if shown else "")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How cells are measured (not what they compute: that is the cell's key)."""
-
-    device: torch.device
-    dtype: torch.dtype
-    budget_s: float | None = None
-    timeout_s: float | None = None
-    probe_repeats: int = 3
-    probe_states: int = 0  # probe at this many further states drawn from the hparam space
-    estimates_dir: Path | None = None  # probe: save each estimate and its reference here
-    threads: int | None = None  # CPU intra-op threads per cell (None: torch's default)
-    compile: bool = False  # training steps through torch.compile
-    channels_last: bool = False  # image batches and conv weights in channels-last layout
-    noise_threshold: float = NOISE_THRESHOLD
-    pack: int = 1  # cells sharing the device at once (hgbench.engine.packing); 1: isolated timing
+__all__ = ["Cell", "RunOptions", "Runner"]  # Cell and RunOptions live in engine/cells.py
 
 
 class Runner:
@@ -267,6 +203,9 @@ class Runner:
     def _run_cell(self, cell, problem, method, base, watch, mem, pending) -> None:
         method.setup(problem)
         task = cell.task
+        stretch = cell_stretch(cell.context, method, problem)  # a cost-pass cell stops early
+        if stretch is not None:
+            base["stretch"] = stretch.as_row()
         budget = Budget(
             epochs=None if self.options.budget_s else task.epochs,
             seconds=self.options.budget_s,
@@ -306,7 +245,7 @@ class Runner:
                     evaluated_upto = ckpt.epoch
                 guard.check("objective", ckpt.objective, ckpt.step)
                 latest = (copy_checkpoint(ckpt), due) if subset or not due else None
-                if budget.over():
+                if budget.over() or (stretch is not None and stretch.reached(ckpt.epoch)):
                     break
         finally:
             steps.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +13,12 @@ from matplotlib.figure import Figure
 
 from hgbench.contracts.schema import RESULTS_FILE, Mode, Status
 from hgbench.engine.calibration import NOISE_THRESHOLD
+from hgbench.engine.plan import device_kind
 from hgbench.report import bounds, plots, probe_plots, schedules, tables
 from hgbench.report.cifar_claims import claims_section
 from hgbench.report.cifar_grid import grid_sections, grid_view
 from hgbench.report.configs import ordered_methods, with_labels
+from hgbench.report.costs import apply_cost_pass
 from hgbench.report.gain_plot import gain_figure, has_gains
 from hgbench.report.load import UNFINISHED, cell_outcomes, load_rows, noisy_cells
 from hgbench.report.markdown import MISSING, code, one_line, plural
@@ -115,6 +118,14 @@ BUDGET_LINE = (
 )
 
 
+def _device_kinds(rows: pd.DataFrame) -> str:
+    """The device kinds (GPU names, or the CPU's) rows ran on, with their row counts: a store
+    that grows across GPU runs may hold several, and their timings do not compare."""
+    kinds = Counter(device_kind({"env": e if isinstance(e, dict) else {}, "device": d})
+                    for e, d in zip(rows["env"], rows["device"], strict=True))  # fmt: skip
+    return f" ({', '.join(f'{k}: {n} rows' for k, n in kinds.most_common())})" if kinds else ""
+
+
 def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) -> str:
     parsed = a.get("parsed_rows", len(rows))
     source = Path(a.get("source", RESULTS_FILE)).name  # results.jsonl, or its .gz archive
@@ -134,7 +145,7 @@ def _header(out_dir: Path, rows: pd.DataFrame, outcomes: pd.DataFrame, a: dict) 
         + "".join(f", {m}: {n}" for m, n in outcomes["mode"].value_counts().items()),
         *(_noisy_lines(outcomes) if not outcomes.empty else []),
         f"- Suites: {', '.join(_distinct(rows['suite'])) or MISSING}",
-        f"- Devices: {', '.join(_distinct(rows['device'])) or MISSING}",
+        f"- Devices: {', '.join(_distinct(rows['device'])) or MISSING}{_device_kinds(rows)}",
         f"- dtype: {', '.join(_distinct(rows['dtype'])) or MISSING}",
     ]
     if "default" in _distinct(rows["suite"]):
@@ -292,11 +303,12 @@ def write_report(out_dir: Path, method_order: list[str] | None = None) -> Path:
     out_dir = Path(out_dir)
     rows = load_rows(out_dir)
     loaded = dict(rows.attrs)
+    rows, cost_note = apply_cost_pass(rows, out_dir)  # packed rows' seconds are not their cost
     # labels and styles from all rows, so a config and a method look the same in every figure
     rows = with_labels(rows)
     style = make_style(rows, method_order)
     outcomes = cell_outcomes(rows)
-    sections = [_header(out_dir, rows, outcomes, loaded)]
+    sections = [_header(out_dir, rows, outcomes, loaded) + (f"\n{cost_note}" if cost_note else "")]
     # the CIFAR-10 reference grid: results only from converged cells of the authors' protocol,
     # and its own sections (sanity bar, claims, cells not run yet, an earlier slice) at the end
     grid = grid_view(rows)
