@@ -207,7 +207,7 @@ def plot_sensitivity(s: pd.DataFrame, path: Path) -> None:
                 color="tab:blue",
             )
         lo = float(np.nanmin(g["low"])) if len(g) else 0.0
-        ax.set_xlim(left=lo - 0.12 * (float(np.nanmax(g["high"])) - lo) if len(g) else None)
+        ax.set_xlim(left=lo - 0.35 * (float(np.nanmax(g["high"])) - lo) if len(g) else None)
         ax.set(title=task, xlabel="test NLL (IQM) over the settings, B = 1")
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle(
