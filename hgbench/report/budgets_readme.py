@@ -21,6 +21,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from hgbench.contracts.schema import results_path
 from hgbench.engine.store import read_rows
 
 DEFAULT_COMMAND = "python -m hgbench budgets --out reports/budgets"
@@ -82,7 +83,7 @@ def _hms(seconds: float) -> str:
 
 
 def readme_text(out: Path, run_log: str, load_log: str) -> str:
-    rows = list(read_rows(out / "results.jsonl"))
+    rows = list(read_rows(results_path(out)))  # the plain file or its .gz archive
     finals = [r for r in rows if r.get("final")]
     status = Counter(r["status"] for r in finals)
     shas = Counter(str(r["env"].get("git_sha")) for r in rows if r.get("env"))
@@ -145,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-log", type=Path, help="the study's stderr with /usr/bin/time -v")
     p.add_argument("--load-log", type=Path, help="uptime lines written while it ran")
     args = p.parse_args(argv)
-    if not (args.out / "results.jsonl").is_file():
-        print(f"error: no results.jsonl in {args.out}", file=sys.stderr)
+    if not results_path(args.out).is_file():
+        print(f"error: no results.jsonl(.gz) in {args.out}", file=sys.stderr)
         return 2
     for path in (args.run_log, args.load_log):
         if path is not None and not path.is_file():
