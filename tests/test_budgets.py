@@ -18,8 +18,18 @@ from hgbench.budgets.spend import Budgeted
 from hgbench.contracts.method import METHODS, Budget
 from hgbench.contracts.task import TASKS
 from hgbench.engine.plugins import load_plugins
+from hgbench.engine.store import read_rows
 from hgbench.numerics.training import SGDTrainer
-from hgbench.report.budgets import curves, final_rows, first_match, ranks, sensitivity
+from hgbench.report.budgets import (
+    OVER_TOLERANCE,
+    curves,
+    final_rows,
+    first_match,
+    fragile,
+    ranks,
+    sensitivity,
+    setting_label,
+)
 
 load_plugins()
 
@@ -145,6 +155,87 @@ def test_report_tables_on_synthetic_rows() -> None:
     assert s.loc["ift_neumann", "rank_default"] == 1 and s.loc["ift_neumann", "rank_chosen"] == 3
 
 
+def test_over_budget_is_measured_spend_over_nominal_b() -> None:
+    recs = []
+    for seed in range(3):
+        recs.append(("t", "fixed", 1, "default", seed, 0.5, 0.5, 100))
+        # an online method whose joint run alone costs 2.5 runs, then a retrain at B = 10
+        recs.append(("t", "ift_neumann", 1, "default", seed, 0.4, 0.4, 250))
+        recs.append(("t", "ift_neumann", 10, "default", seed, 0.3, 0.3, 350))
+        recs.append(("t", "tpe", 1, "default", seed, 0.6, 0.6, 100 * OVER_TOLERANCE * 0.99))
+    c = curves(final_rows(_rows(recs))).set_index(["method", "budget"])
+    assert c.loc[("ift_neumann", 1), "runs_spent"] == pytest.approx(2.5)
+    assert c.loc[("ift_neumann", 1), "over"] and not c.loc[("ift_neumann", 10), "over"]
+    assert not c.loc[("tpe", 1), "over"]  # within the tolerance for timing noise
+    assert not c.loc[("fixed", 10), "over"] and c.loc[("fixed", 10), "runs_spent"] == 1.0
+
+
+def test_rank_move_ignores_ties_within_intervals() -> None:
+    """Six methods tied within noise, and one whose settings move it from first to last beyond
+    its intervals: only the second's move counts, though both move by five places in point
+    rank."""
+    recs = []
+    for seed in range(5):
+        noise = 0.01 * (seed - 2)  # overlapping intervals around 0.50
+        for k in range(5):
+            recs.append(("t", f"m{k}", 1, "default", seed, 0.50 + noise + 0.001 * k, 0.5, 1))
+        # a near-tied method: its settings shuffle it among the others on noise alone
+        recs.append(("t", "tied", 1, "default", seed, 0.4999 + noise, 0.5, 1))
+        recs.append(("t", "tied", 1, "hyper_lr=0.3", seed, 0.5051 + noise, 0.5, 1))
+        # a method clear of the pack at its default, clear behind it at another setting
+        recs.append(("t", "moved", 1, "default", seed, 0.30 + noise, 0.5, 1))
+        recs.append(("t", "moved", 1, "period=3", seed, 0.90 + noise, 0.5, 1))
+    s = sensitivity(final_rows(_rows(recs))).set_index("method")
+    assert s.loc["tied", "rank_move"] == 5 and s.loc["tied", "sure_move"] == 0
+    assert s.loc["moved", "rank_move"] == 6 and s.loc["moved", "sure_move"] == 6
+    assert fragile(s.reset_index())["method"].tolist() == ["moved"]
+
+
+def test_setting_labels_are_readable_and_counts_untouched() -> None:
+    assert setting_label("hyper_lr=0.30000000000000004") == "hyper_lr=0.3"
+    assert setting_label("hyper_lr=0.03333333333333333") == "hyper_lr=0.033"
+    assert setting_label("sigma=0.0033333333333333335") == "sigma=0.0033"
+    assert setting_label("period=30") == "period=30" and setting_label("default") == "default"
+
+
+def test_packed_study_rows_equal_serial_rows(cli, tmp_path) -> None:
+    """`--pack 2` computes what the serial study does, cell by cell, and its rows carry the
+    budget and setting (the packed worker runs the plain Runner). B = 1 never retrains and
+    B = 20 leaves an online method far more than a run on ridge, so the timing-dependent retrain
+    decision is the same both ways."""
+    args = ["--tasks", "ridge", "--seeds", "0", "--budgets", "1,20", "--no-report"]
+    args += ["--methods", "fixed,tpe,ift_identity"]
+    serial = cli("budgets", "--out", tmp_path / "s", *args)
+    packed = cli("budgets", "--out", tmp_path / "p", "--pack", "2", *args)
+    assert serial.code == packed.code == 0, (serial.err, packed.err)
+    a, b = (
+        {r["cell"]: r for r in read_rows(tmp_path / d / "results.jsonl") if r["final"]}
+        for d in ("s", "p")
+    )
+    assert len(a) == 9 and a.keys() == b.keys()
+    for key, row in a.items():
+        for column in (
+            "status",
+            "test_nll",
+            "val_loss",
+            "hparams",
+            "step",
+            "epoch",
+            "extra",
+            "budget_runs",
+            "setting",
+        ):
+            assert row[column] == b[key][column], (row["method"], row["setting"], column)
+        assert (b[key]["timing"], b[key]["pack"]) == ("packed", 2)
+    assert {r["setting"] for r in b.values()} > {"default"}  # the sweep's labels arrived
+
+
+def test_pack_must_be_a_count(cli, tmp_path) -> None:
+    res = cli("budgets", "--out", tmp_path / "x", "--pack", "0")
+    assert res.code == 2 and "--pack must be at least 1" in res.err
+    assert not (tmp_path / "x").exists()
+
+
 def test_tiny_real_run_end_to_end(cli, tmp_path) -> None:
     out = tmp_path / "b"
     args = ["budgets", "--out", out, "--tasks", "ridge", "--seeds", "0,1", "--budgets", "1,2"]
@@ -152,12 +243,45 @@ def test_tiny_real_run_end_to_end(cli, tmp_path) -> None:
     assert res.code == 0, res.err
     text = (out / "report.md").read_text()
     assert "## Verdict" in text and "**ridge**" in text
+    assert "## The closing note's questions" in text and "beyond the intervals" in text
     assert (out / "figures" / "budget_curves.png").stat().st_size > 0
     assert (out / "figures" / "sensitivity.png").stat().st_size > 0
     again = cli(*args, "--methods", "fixed,random_search,ift_identity")  # resumable
     assert "already finished" in again.err
+    from hgbench.report.budgets_readme import main as readme
+
+    (tmp_path / "run.log").write_text(res.err + TIME_V)
+    assert readme([str(out), "--run-log", str(tmp_path / "run.log")]) == 0
+    made = (out / "README.md").read_text()
+    assert "1:40:13 in one process" in made and "Cells: 18 of 18 planned finished (18 ok)" in made
+    assert readme([str(tmp_path / "none")]) == 2
 
 
 def test_unknown_method_exits_2(cli, tmp_path) -> None:
     res = cli("budgets", "--out", tmp_path / "x", "--methods", "nope")
     assert res.code == 2 and "unknown methods" in res.err
+
+
+TIME_V = """finished in 6012.3s: {'ok': 12}
+\tCommand being timed: "python -m hgbench budgets --out reports/budgets"
+\tPercent of CPU this job got: 98%
+\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:40:12.5
+\tMaximum resident set size (kbytes): 2097152
+\tExit status: 0
+"""
+
+
+def test_readme_reads_time_v_and_uptime_logs() -> None:
+    from hgbench.report.budgets_readme import parse_load_log, parse_run_log, wall_seconds
+
+    run = parse_run_log("hgbench budgets: 12 cells -> reports/budgets\n" + TIME_V)
+    assert run["wall_s"] == pytest.approx(3600 + 40 * 60 + 12.5)  # time -v wins over the line
+    assert run["command"] == "python -m hgbench budgets --out reports/budgets"
+    assert (run["cpu"], run["rss_kb"], run["planned"]) == ("98", "2097152", 12)
+    assert parse_run_log("finished in 61.5s: {}")["wall_s"] == 61.5
+    assert wall_seconds("2:03.5") == pytest.approx(123.5)
+    line = " 13:52:17 up  5:09,  0 user,  load average: 1.09, 0.50, 0.47"
+    assert parse_load_log(line + "\n" + line.replace("1.09", "3.50")) == [
+        ("13:52:17", 1.09),
+        ("13:52:17", 3.5),
+    ]
