@@ -15,13 +15,13 @@ from typing import Any
 import pandas as pd
 
 from hgbench.contracts.schema import Mode
+from hgbench.report.figure_names import FIGURES_DIR, GAINS_TITLE, RANKS_TITLE, figure_name
 from hgbench.report.html_page import write_html
 from hgbench.report.html_sections import budget_ranks, budget_section, methods_section
 from hgbench.report.html_specs import anytime_spec, gains_spec, pareto_spec, probe_spec, ranks_spec
 from hgbench.report.stats import Ranking
 from hgbench.report.style import Style
 from hgbench.report.verdict import TaskAnalysis
-from hgbench.report.writer import FIGURES_DIR, GAINS_TITLE, RANKS_TITLE, figure_name
 
 
 def report_specs(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from hgbench.report.cifar_claims import claims_section
 from hgbench.report.cifar_grid import grid_sections, grid_view
 from hgbench.report.configs import ordered_methods, with_labels
 from hgbench.report.costs import apply_cost_pass
+from hgbench.report.figure_names import FIGURES_DIR, GAINS_TITLE, RANKS_TITLE, figure_name
+from hgbench.report.figure_names import safe_name as _safe
 from hgbench.report.gain_plot import gain_figure, has_gains
 from hgbench.report.load import UNFINISHED, cell_outcomes, load_rows, noisy_cells
 from hgbench.report.markdown import MISSING, code, one_line, plural
@@ -35,13 +36,8 @@ from hgbench.report.verdict import (
 )
 
 REPORT_FILE = "report.md"
-FIGURES_DIR = "figures"
 DPI = 110
 NOISY_LISTED = 12  # noisy cells named in the header; the rest are counted
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
 
 
 TITLE = "# hgbench report"
@@ -178,11 +174,6 @@ def _status_section(outcomes: pd.DataFrame, methods: list[str]) -> str:
     return "\n".join(parts)
 
 
-def figure_name(mode: Mode, task: str, key: str) -> str:
-    """A task's figure, relative to the report: `figures/run_digits_mlp_pareto.png`."""
-    return f"{FIGURES_DIR}/{mode.value}_{_safe(task)}_{key}.png"
-
-
 def _image(alt: str, path: Path, out_dir: Path) -> str:
     return f"![{alt}]({path.relative_to(out_dir).as_posix()})"
 
@@ -274,10 +265,6 @@ def _tasks(rows: pd.DataFrame, mode: Mode) -> Iterator[tuple[str, pd.DataFrame]]
     sub = rows[rows["mode"] == mode]
     for task in dict.fromkeys(sub["task"].dropna()):
         yield str(task), sub[sub["task"] == task]
-
-
-GAINS_TITLE = "Final test NLL against the baseline"
-RANKS_TITLE = "Ranks by final test NLL across tasks"
 
 
 def _verdict(analyses: list[TaskAnalysis], ranking: Ranking, style: Style, out: Path) -> str:
