@@ -134,10 +134,13 @@ def test_factor_flags_no_committed_reference_cell_that_is_ok() -> None:
         except DivergedError as exc:
             flagged.append(f"{key}: {exc}")
     assert flagged == []
-    # and the margin is real: the worst ok cell stays within a third of the factor
+    # and the margin is real: at the settings the suites run, the worst ok cell stays within a
+    # third of the factor. The budget study's ÷3/×3 sweep probes settings near divergence on
+    # purpose (its ×3 hyper_lr cells grow up to ~8×), so it counts above but not for the margin.
     worst = max(
         max(abs(r.get(k) or 0.0) for r in rows for k in ("val_loss", "objective"))
         / max(abs(sorted(rows, key=lambda r: r["step"])[0]["val_loss"]), LOSS_FLOOR)
-        for rows in cells.values()
+        for key, rows in cells.items()
+        if "reports/budgets/" not in key
     )
     assert 1.0 < worst < DIVERGENCE_FACTOR / 3, worst
