@@ -25,6 +25,12 @@ OVER_TOLERANCE = 1.1  # spent > 1.1 × B: over budget (measured seconds carry ~1
 FRAGILE_PLACES = 3  # the issue's "rank moves by more than three places"
 
 
+def _test_nll(g: pd.DataFrame) -> dict[str, float]:
+    """A group's test NLL as IQM with its 95% bootstrap interval over seeds."""
+    iv = bootstrap_iqm(g["test_nll"].to_numpy(float))
+    return dict(nll=iv.value, low=iv.low, high=iv.high, n=iv.n)
+
+
 def final_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per finished cell (its final, ok row), with `budget_runs` and `setting`."""
     done = rows[(rows["final"] == True) & (rows["status"] == "ok")].copy()  # noqa: E712
@@ -72,22 +78,10 @@ def curves(done: pd.DataFrame) -> pd.DataFrame:
     budgets = sorted(axis["budget_runs"].unique())
     out = []
     for (task, method, b), g in axis.groupby(["task", "method", "budget_runs"]):
-        iv = bootstrap_iqm(g["test_nll"].to_numpy(float))
+        nll = _test_nll(g)
         spent = float(np.median(g["tse"].to_numpy(float)))
         for bb in budgets if kind_of(method) == Kind.SINGLE else [b]:
-            out.append(
-                dict(
-                    task=task,
-                    method=method,
-                    budget=bb,
-                    nll=iv.value,
-                    low=iv.low,
-                    high=iv.high,
-                    n=iv.n,
-                    tse=spent,
-                    carried=bb != b,
-                )
-            )
+            out.append(dict(task=task, method=method, budget=bb, **nll, tse=spent, carried=bb != b))
     c = pd.DataFrame(out)
     if c.empty:
         return c.assign(runs_spent=[], over=[])
@@ -158,17 +152,11 @@ def sensitivity(done: pd.DataFrame) -> pd.DataFrame:
     one = done[done["budget_runs"] == 1]
     recs = []
     for (task, method, setting), g in one.groupby(["task", "method", "setting"]):
-        iv = bootstrap_iqm(g["test_nll"].to_numpy(float))
-        val = float(g["val_loss"].median())
+        nll = _test_nll(g)
+        del nll["n"]
         recs.append(
             dict(
-                task=task,
-                method=method,
-                setting=setting,
-                nll=iv.value,
-                low=iv.low,
-                high=iv.high,
-                val=val,
+                task=task, method=method, setting=setting, **nll, val=float(g["val_loss"].median())
             )
         )
     agg = pd.DataFrame(recs)
