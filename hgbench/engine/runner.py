@@ -35,7 +35,7 @@ from hgbench.contracts.method import (
     Objective,
     Reference,
 )
-from hgbench.contracts.schema import Mode, Status, Timing
+from hgbench.contracts.schema import CheckpointKind, Mode, Status, Timing
 from hgbench.contracts.task import Problem, Task
 from hgbench.engine.calibration import NOISE_THRESHOLD, drift, step_time
 from hgbench.engine.envinfo import environment, software_env
@@ -333,6 +333,7 @@ class Runner:
             "val_loss": val_loss,
             "objective": ckpt.objective,
             "hparams": HParamSpace.summary(ckpt.hparams),
+            "checkpoint": CheckpointKind(ckpt.kind).value,
             "extra": ckpt.extra,
             "status": Status.OK.value,
             "error": None,
