@@ -113,9 +113,9 @@ class LaplaceFull(Method):
     hparams change the curvature: the first `aug_hypersteps` of those steps refit it
     (differentiably in them) and move every hparam, the rest move the priors only.
     On purpose unlike laplace-torch (docs/reference-loops.md): augmentation hparams (it has
-    none); the best row stands where training ended, and replaces the last epoch's row when
-    time is up; no refit of the Laplace at the end (hgbench evaluates the network, not the
-    Laplace predictive). Probe mode: the same full-batch estimate on the training split.
+    none); the best row stands where training ended, in place of the last epoch's row; no
+    refit of the Laplace at the end (hgbench evaluates the network, not the Laplace
+    predictive). Probe mode: the same full-batch estimate on the training split.
     `bound` is derived: what the value is relative to the exact full-GGN Laplace marglik.
     """
 

@@ -141,8 +141,8 @@ def marglik_phase(
 
 def run_online(settings: OnlineSettings, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
     """`laplace_full`'s run: a checkpoint before training and after every epoch; with
-    `best_checkpoint`, the best-marglik checkpoint last (after the last epoch's, or instead of
-    it when time is up: the harness asks for nothing after the budget is over)."""
+    `best_checkpoint`, the best-marglik checkpoint in place of the last epoch's (the steps of a
+    run's rows increase, and the harness asks for nothing once time is up)."""
     data = all_labelled(problem)
     n = data.n_train
     hparams = live(problem.init_hparams())
@@ -165,8 +165,9 @@ def run_online(settings: OnlineSettings, problem: Problem, budget: Budget) -> It
             if phase is not None:
                 objective = phase[0] / n
                 best.offer(phase[0], trainer.params, phase[1], trainer.stream.epoch)
-        if budget.over() and settings.best_checkpoint and best.params is not None:
-            break
+        last = budget.over() or (budget.epochs is not None and epoch + 1 >= budget.epochs)
+        if last and settings.best_checkpoint and best.params is not None:
+            break  # the best row stands in for the last epoch's: one row per step
         yield Checkpoint(
             trainer.params,
             hparams,
