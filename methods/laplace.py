@@ -3,9 +3,11 @@ stochastic NTK lower bounds (Immer et al. 2023).
 
 Both train the params by SGD on the training loss over ALL labelled data (train + validation: a
 marginal likelihood needs no held-out split) and take Adam steps on the hparams against
-−log q(D | h) / N, N = n_train + n_val, with the prior precision δ_p = N · exp(log_wd.p)
-(hgbench.numerics.laplace.marglik). Augmentation hparams (`aug.*`) are learned through the same
+−log q(D | h) (laplace_full: the total, as laplace-torch; laplace_ntk: / N, as ntk-marglik),
+N = n_train + n_val, with the prior precision δ_p = N · exp(log_wd.p)
+(hgbench.numerics.laplace.fitting). Augmentation hparams (`aug.*`) are learned through the same
 objective (invariance learning, Immer et al. 2022). Rows report −log q / N as `objective`.
+laplace_full's loop, and what both share, is in hgbench.methods.laplace_online.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hgbench.contracts.hparams import AUG_PREFIX, HParams, WeightDecay
+from hgbench.contracts.hparams import HParams, WeightDecay
 from hgbench.contracts.method import (
     Budget,
     Checkpoint,
@@ -27,7 +29,8 @@ from hgbench.contracts.method import (
     ProbeState,
     register_method,
 )
-from hgbench.contracts.task import Problem, Splits
+from hgbench.contracts.task import Problem
+from hgbench.methods.laplace_online import all_labelled, live, marglik_epoch, run_online
 from hgbench.numerics.functional import detach
 from hgbench.numerics.laplace import (
     BoundKind,
@@ -44,21 +47,6 @@ from hgbench.numerics.laplace import (
 )
 from hgbench.numerics.laplace.layers import covered_layers
 from hgbench.numerics.training import SGDTrainer
-
-
-def all_labelled(problem: Problem) -> Problem:
-    """The same task and seed with train + validation as its training split (same model, init,
-    test split and random streams)."""
-    d = problem.data
-    merged = Splits(
-        torch.cat([d.x_train, d.x_val]),
-        torch.cat([d.y_train, d.y_val]),
-        d.x_val,
-        d.y_val,
-        d.x_test,
-        d.y_test,
-    )
-    return Problem(problem.task, problem.seed, problem.device, problem.dtype, merged, problem.model)
 
 
 def _derived_bound(given: str, kind: BoundKind) -> str:
@@ -95,10 +83,6 @@ def _warm_up(problem: Problem, structure: Structure) -> None:
     fit_laplace(problem, problem.init_params(), hparams, inputs, d.y_train[:n], structure)
 
 
-def _live(hparams: HParams) -> HParams:
-    return {k: v.detach().clone().requires_grad_(True) for k, v in hparams.items()}
-
-
 @dataclass
 class _ProbeCache:
     """A probe state's fixed partition, its partitioned bound and spread over blocks, and how
@@ -118,14 +102,21 @@ def _summary(bound: BoundKind) -> dict[str, str]:
 @register_method("laplace_full")
 @dataclass
 class LaplaceFull(Method):
-    """Online Laplace marginal-likelihood hparam optimisation on all data (Immer et al. 2021).
+    """Online Laplace marginal-likelihood hparam optimisation on all data (Immer et al. 2021),
+    run as laplace-torch's `marglik_training` runs it (hgbench.methods.laplace_online).
 
-    Each epoch is one epoch of SGD on the training loss; after `burnin` epochs, every `frequency`
-    epochs the curvature (`structure`: full, blockdiag, kron or diag GGN) is fitted on all N
-    points at the current params, then `hypersteps` Adam steps (lr `hyper_lr`) are taken on the
-    hparams against −log q / N, reusing that fit. Augmentation hparams change the curvature: the
-    first `aug_hypersteps` of those steps refit it (differentiably in them) and move every hparam,
-    the rest move the priors only. Probe mode: the same full-batch estimate on the training split.
+    Each epoch is one epoch of SGD on the training loss; after epoch e (from 1) with
+    e % `frequency` == 0 and e ≥ `burnin`, the curvature (`structure`: full, blockdiag, kron or
+    diag GGN) is fitted on all N points at the current params, then `hypersteps` Adam steps
+    (lr `hyper_lr`) are taken on the hparams against the total −log q, reusing that fit. With
+    `best_checkpoint` the last row is the best-marglik checkpoint (`checkpoint: best_marglik`):
+    the params and prior of the lowest −log q seen, chosen on training data only. Augmentation
+    hparams change the curvature: the first `aug_hypersteps` of those steps refit it
+    (differentiably in them) and move every hparam, the rest move the priors only.
+    On purpose unlike laplace-torch (docs/reference-loops.md): augmentation hparams (it has
+    none); the best row stands where training ended, in place of the last epoch's row; no
+    refit of the Laplace at the end (hgbench evaluates the network, not the Laplace
+    predictive). Probe mode: the same full-batch estimate on the training split.
     `bound` is derived: what the value is relative to the exact full-GGN Laplace marglik.
     """
 
@@ -136,6 +127,7 @@ class LaplaceFull(Method):
     aug_hypersteps: int = 1
     hyper_lr: float = 0.1
     chunk_size: int = 512
+    best_checkpoint: bool = True  # report the best-marglik state last (laplace-torch returns it)
     bound: str = ""
 
     family = Family.MARGLIK
@@ -169,59 +161,12 @@ class LaplaceFull(Method):
         return Periodic(self.burnin, self.frequency)  # a fit every `frequency` epochs
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
-        data = all_labelled(problem)
-        n = data.n_train
-        x, y = data.data.x_train, data.data.y_train
-        hparams = _live(problem.init_hparams())
-        learns_aug = any(k.startswith(AUG_PREFIX) for k in hparams)
-        hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
-        trainer = SGDTrainer(data, data.init_params(), problem.lr)
-        aug_gen = problem.generator("laplace-augment")
-        objective, fits = None, 0
-        yield Checkpoint(trainer.params, hparams, step=0, epoch=0.0)
-        for epoch in budget.epoch_range():
-            trainer.epoch(detach(hparams), budget)
-            done = epoch + 1
-            if done > self.burnin and (done - self.burnin) % self.frequency == 0:
-                params = detach(trainer.params)
-                fit = None
-                for step in range(self.hypersteps):
-                    # the first aug_hypersteps refit with the graph to the augmentation; the rest
-                    # reuse one fit at the current augmentation and move the priors only
-                    refit = learns_aug and step < self.aug_hypersteps
-                    if fit is not None and learns_aug and step == self.aug_hypersteps:
-                        fit = fit.detached()
-                    elif fit is None or refit:
-                        live = hparams if refit else detach(hparams)
-                        inputs = augmented_inputs(data, live, x, aug_gen)
-                        fit = fit_laplace(
-                            data,
-                            params,
-                            live,
-                            inputs,
-                            y,
-                            self.structure,
-                            chunk_size=self.chunk_size,
-                        )
-                    loss = -fit.log_marglik(params, hparams, n) / n
-                    hyper_opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    hyper_opt.step()
-                    objective = float(loss.detach())
-                fits += 1
-            yield Checkpoint(
-                trainer.params,
-                hparams,
-                trainer.stream.steps,
-                trainer.stream.epoch,
-                objective,
-                extra={"fits": fits},
-            )
+        return run_online(self, problem, budget)
 
     def hypergradient(self, problem: Problem, state: ProbeState) -> Estimate:
         d = problem.data
         n = d.y_train.shape[0]
-        hparams = _live(state.hparams)
+        hparams = live(state.hparams)
         inputs = augmented_inputs(problem, hparams, d.x_train)
         value = (
             log_marglik(
@@ -247,7 +192,10 @@ class LaplaceNTK(Method):
     Joint with SGD: every `hyper_every` SGD steps (after `burnin` epochs) one Adam step (lr
     `hyper_lr`) on the hparams against the (N/M)-scaled bound of ONE block of M = `block_size`
     points; or, with `frequency` > 0, the authors' CIFAR cadence: after `burnin` epochs, every
-    `frequency` epochs `hypersteps` Adam steps, each on the next block. Blocks are evaluated
+    `frequency` epochs `hypersteps` Adam steps, each on the next block (the epochs counted as
+    ntk-marglik's code counts them: after epoch e, from 1, with e % frequency == 0 and
+    e ≥ burnin; that code keeps no best-marglik checkpoint and returns the last state, and so
+    does this method). Blocks are evaluated
     with `structure` (`kernel`: the weighted NTK; or full, blockdiag, kron, diag) and output
     split `split` (none, independent, single, single_iid); blocks come from a fresh `partition`
     (random, or grouped by class) of all N points each pass over the data.
@@ -340,7 +288,7 @@ class LaplaceNTK(Method):
         data = all_labelled(problem)
         n = data.n_train
         x, y = data.data.x_train, data.data.y_train
-        hparams = _live(problem.init_hparams())
+        hparams = live(problem.init_hparams())
         hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
         trainer = SGDTrainer(data, data.init_params(), problem.lr)
         block_gen = problem.generator("laplace-blocks")
@@ -368,14 +316,10 @@ class LaplaceNTK(Method):
 
         while not budget.finished(trainer.stream.epoch):
             if self.frequency > 0:
-                # the phase cadence of laplace_full: after burn-in, every `frequency` epochs
+                # the phase cadence of laplace_full (and of ntk-marglik's marglik_optimization)
                 trainer.epoch(detach(hparams), budget)
                 done = round(trainer.stream.epoch)
-                if (
-                    trainer.stream.at_epoch_end
-                    and done > self.burnin
-                    and (done - self.burnin) % self.frequency == 0
-                ):
+                if trainer.stream.at_epoch_end and marglik_epoch(done, self.burnin, self.frequency):
                     for _ in range(self.hypersteps):
                         hyperstep()
             else:
@@ -430,7 +374,7 @@ class LaplaceNTK(Method):
         n = d.y_train.shape[0]
         idx = cache.blocks[cache.calls % len(cache.blocks)]
         cache.calls += 1
-        hparams = _live(state.hparams)
+        hparams = live(state.hparams)
         inputs = augmented_inputs(problem, hparams, d.x_train)
         est = self._estimate(
             problem,

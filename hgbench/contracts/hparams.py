@@ -84,7 +84,12 @@ class HParamSpace:
         gen = torch.Generator().manual_seed(seed)
         out = {}
         for h in self:
-            value = h.init_fn(gen, h.shape) if h.init_fn else torch.full(h.shape, h.init)
+            # a constant init in `dtype` itself: through float32 first, a float64 run would
+            # start 1e-7 (relative) off its setting, e.g. log_wd = log(1/80)
+            if h.init_fn:
+                value = h.init_fn(gen, h.shape)
+            else:
+                value = torch.full(h.shape, h.init, dtype=dtype)
             out[h.name] = value.to(device=device, dtype=dtype)
         return out
 

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from hgbench.contracts.hparams import HParams, Params
 from hgbench.contracts.registry import Registry
+from hgbench.contracts.schema import CheckpointKind
 from hgbench.contracts.task import Problem
 
 
@@ -80,6 +81,9 @@ class Checkpoint:
     epoch: float
     objective: float | None = None  # the method's own objective (validation loss, −log q / N)
     extra: dict[str, float] = field(default_factory=dict)
+    # which state this is: the current one, or an earlier one the method reports as its result
+    # (the row's `checkpoint` column); `step` and `epoch` still say how far training has gone
+    kind: CheckpointKind = CheckpointKind.CURRENT
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,16 @@ class Timing(StrEnum):
     PACKED = "packed"  # it shared the device with other cells (`--pack`): its seconds are no cost
 
 
+class CheckpointKind(StrEnum):
+    """Which state a run row evaluates."""
+
+    CURRENT = "current"  # the method's state at this step
+    # the state of the best marginal likelihood seen so far (training data only: no test or
+    # validation split chooses it), reported as a marglik method's result (laplace-torch's
+    # `marglik_training` keeps and returns it)
+    BEST_MARGLIK = "best_marglik"
+
+
 class Mode(StrEnum):
     RUN = "run"  # joint training and tuning within a budget
     PROBE = "probe"  # one hypergradient estimate at a fixed state
@@ -101,6 +111,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("objective", _RUN, "the method's own objective"),
     Column("hparams", _RUN, "hyperparameter summary"),
     Column("stretch", _RUN, "(cost pass) the burn-in, period and stop epochs it measured"),
+    Column("checkpoint", _RUN, "which state: `current` or `best_marglik`"),
     Column("probe_state", _PROBE, "which probe state (0: the initial hparams)"),
     Column("hg_time_s", _PROBE, "median seconds per hypergradient"),
     Column("hg_tse", _PROBE, "hg_time_s in training-step equivalents"),
@@ -163,6 +174,7 @@ _TYPED: dict[str, tuple[type, ...]] = {
     "error": (str,),
     "noisy": (bool,),
     "timing": (str,),
+    "checkpoint": (str,),
     **{name: (int, float) for name in NUMERIC_COLUMNS},
 }
 _ENUMS: dict[str, type[StrEnum]] = {"mode": Mode, "status": Status}

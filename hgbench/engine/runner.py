@@ -22,7 +22,7 @@ import torch
 from hgbench.contracts.errors import DivergedError
 from hgbench.contracts.hparams import HParams, HParamSpace
 from hgbench.contracts.method import Budget, Checkpoint, Estimate, Method, Objective, Reference
-from hgbench.contracts.schema import Mode, Status, Timing
+from hgbench.contracts.schema import CheckpointKind, Mode, Status, Timing
 from hgbench.contracts.task import Problem, Task
 from hgbench.engine.calibration import drift, step_time
 from hgbench.engine.cells import Cell, RunOptions
@@ -272,6 +272,7 @@ class Runner:
             "val_loss": val_loss,
             "objective": ckpt.objective,
             "hparams": HParamSpace.summary(ckpt.hparams),
+            "checkpoint": CheckpointKind(ckpt.kind).value,
             "extra": ckpt.extra,
             "status": Status.OK.value,
             "error": None,
