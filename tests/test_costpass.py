@@ -32,23 +32,41 @@ load_plugins()
 
 
 @pytest.mark.parametrize(
-    "periodic, epochs, min_epochs, stop",
+    "periodic, epochs, min_epochs, stop, first",
     [
-        (Periodic(10, 5), 600, 3, 15.0),  # the CIFAR protocol's laplace_full: one fit after burn-in
-        (Periodic(10, 5), 600, 12, 25.0),  # three whole periods span at least 12 epochs
-        (Periodic(0, 10 / 7), 600, 3, 5.0),  # every 10 steps of 7 a epoch: 3 periods, 4.29 -> 5
-        (Periodic(0, 0.1), 20, 3, 3.0),  # every step: the minimum
-        (Periodic(1, 2), 4, 3, None),  # 1 + 2 * 2 = 5 is past the schedule's 4: the whole seed
-        (None, 20, 3, None),  # work that depends on the whole budget: the whole seed
+        (Periodic(10, 5), 600, 3, 15.0, 15),  # the CIFAR protocol's laplace_full: its first fit
+        (Periodic(10, 5), 600, 12, 25.0, 25),  # three whole periods span at least 12 epochs
+        # every 10 steps of 7 an epoch: 3 periods end at 4.29 epochs; at 5 the 4th is half done,
+        # and whole periods and whole epochs meet at 10 (70 steps)
+        (Periodic(0, 10 / 7), 600, 3, 5.0, 10),
+        (Periodic(0, 0.1), 20, 3, 3.0, 3),  # every step: the minimum
+        (Periodic(1, 2), 4, 3, None, None),  # 1 + 2 * 2 = 5 is past the schedule's 4: whole seed
+        (None, 20, 3, None, None),  # work that depends on the whole budget: the whole seed
     ],
 )
-def test_the_stretch_covers_burn_in_and_whole_periods(periodic, epochs, min_epochs, stop) -> None:
+def test_the_stretch_covers_burn_in_and_whole_periods(
+    periodic, epochs, min_epochs, stop, first
+) -> None:
     stretch = choose(periodic, epochs, min_epochs)
     assert stretch.stop == stop
-    if stop is not None:
-        periods = (stop - periodic.burnin) / periodic.period
-        assert periods >= 1 and stop - periodic.burnin >= min_epochs - 1e-9
-        assert not stretch.reached(stop - 0.01) and stretch.reached(stop)
+    if stop is None:
+        assert not any(stretch.reached(e) for e in range(epochs + 1))
+        return
+    periods = (stop - periodic.burnin) / periodic.period
+    assert periods >= 1 and stop - periodic.burnin >= min_epochs - 1e-9
+    reached = [e for e in range(epochs + 1) if stretch.reached(e)]
+    assert reached[0] == first
+    assert not stretch.reached(first, timed_s=0.1)  # too short a measurement: it goes on
+
+
+def test_a_short_stretch_goes_on_to_the_end_of_a_whole_period() -> None:
+    stretch = choose(Periodic(1, 2), 100, 3)  # stop 5: burn-in 1 + two periods
+    assert stretch.stop == 5.0 and stretch.min_seconds > 0
+    assert not stretch.reached(5, timed_s=0.01)  # not yet enough timed work
+    assert not stretch.reached(6, timed_s=1.0)  # enough, but half a period: a fit is missing
+    assert stretch.reached(7, timed_s=1.0)  # three whole periods
+    every_step = choose(Periodic(0, 0.1), 100, 3)
+    assert every_step.reached(4, timed_s=1.0)  # periods shorter than an epoch: any epoch
 
 
 def test_every_method_states_its_periodic_work_or_is_measured_whole(short_task) -> None:
@@ -150,9 +168,12 @@ def test_a_plan_estimates_from_the_cost_pass_after_the_store() -> None:
     assert planning.estimate(cells[0], {key: 0.5}, {}, {key: curve.wall_at}).source == "store"
 
 
-def test_cost_pass_gives_packed_rows_their_cost(cli, tmp_path: Path) -> None:
+def test_cost_pass_gives_packed_rows_their_cost(cli, tmp_path: Path, monkeypatch) -> None:
+    from hgbench.engine import stretch
     from hgbench.report.costs import apply_cost_pass
     from hgbench.report.load import load_rows
+
+    monkeypatch.setattr(stretch, "MIN_SECONDS", 0.0)  # these cells' stretches time ~0.1 s
 
     out = tmp_path / "out"
     grid = ("run", "--tasks", "digits_mlp", "--methods", "fixed,laplace_full,random_search",

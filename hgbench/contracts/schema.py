@@ -91,6 +91,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("timing", _BOTH, "`isolated` or `packed` (shared the device with other cells)"),
     Column("pack", _BOTH, "how many cells shared the device (1: isolated)"),
     Column("wall_s", _BOTH, "(final rows) wall-clock seconds of the attempt, all included"),
+    Column("cuda_graph", _BOTH, "whether `fixed` and the calibration step replayed a CUDA graph"),
     Column("step", _RUN, "optimiser steps done at this evaluation"),
     Column("epoch", _RUN, "epochs done at this evaluation"),
     Column("tse", _RUN, "time_s in training-step equivalents"),
@@ -162,6 +163,7 @@ _TYPED: dict[str, tuple[type, ...]] = {
     "stretch": (dict,),
     "error": (str,),
     "noisy": (bool,),
+    "cuda_graph": (bool,),
     "timing": (str,),
     **{name: (int, float) for name in NUMERIC_COLUMNS},
 }

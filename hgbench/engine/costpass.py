@@ -215,9 +215,8 @@ def cost_pass_first(
     priority: tuple[str, ...],
     runner: Any,
     rerun: Any,
-    min_epochs: float,
+    args: Any,
     budget_s: float | None,
-    pack: int,
 ) -> float | None:
     """`run --cost-pass`: the cost cells of the configurations the grid will run and has no
     curve for on this device kind, before the grid; returns the time budget left for the grid.
@@ -229,6 +228,7 @@ def cost_pass_first(
     from hgbench.engine import plan as planning
     from hgbench.engine.envinfo import device_name
 
+    min_epochs, pack = args.cost_epochs, args.pack
     out = Path(runner.store.path).parent
     device = runner.options.device
     kind = device_name(device) or device.type
