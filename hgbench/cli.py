@@ -153,6 +153,7 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
         compile=args.compile,
         channels_last=args.channels_last,
         pack=args.pack,
+        cuda_graphs=not args.no_cuda_graphs,
     )
     make_dirs(missing)
     lock = DirectoryLock(out)
@@ -193,9 +194,8 @@ def _execute(args: argparse.Namespace, mode: Mode) -> int:
         if getattr(args, "cost_pass", False):  # each configuration alone first (docs/gpu.md)
             from hgbench.engine.costpass import cost_pass_first
 
-            time_budget_s = cost_pass_first(
-                cells, suite.priority, runner, rerun, args.cost_epochs, time_budget_s, args.pack
-            )
+            left = cost_pass_first(cells, suite.priority, runner, rerun, args, time_budget_s)
+            time_budget_s = left
         if time_budget_s is not None:
             cells = _plan(cells, suite, runner, rerun, time_budget_s, args.pack, executor)
         start = time.perf_counter()

@@ -65,6 +65,7 @@ def _common(p: argparse.ArgumentParser, default_dtype: str) -> None:
         "--rerun-noisy", action="store_true", help="rerun cells whose timing was flagged noisy"
     )
     p.add_argument("--compile", action="store_true", help="training steps through torch.compile")
+    p.add_argument("--no-cuda-graphs", action="store_true", help="(GPU) no CUDA-graph capture")
     p.add_argument(
         "--channels-last", action="store_true", help="image batches in channels-last layout"
     )

@@ -156,10 +156,11 @@ def test_fixed_and_one_method_per_family_learn_on_real_images(
     assert final["reversible_sgd"]["test_acc"] is not None
 
 
-@pytest.mark.slow  # unpacks the pack and runs a few cells and a report: a minute or two
+@pytest.mark.slow  # unpacks the 1k task's images, runs four cells and a report: about a minute
 def test_gpu_reference_script_in_smoke_mode_writes_and_packs_the_report(tmp_path: Path) -> None:
-    """benchmarks/gpu_reference.sh end to end on the CPU (HGBENCH_GPU_SMOKE=1): every part runs,
-    and the report, labelled with the data, comes back as one archive beside the log."""
+    """benchmarks/gpu_reference.sh end to end on the CPU (HGBENCH_GPU_SMOKE=1): the time-budgeted
+    plan with its cost pass runs, and the report, labelled with the data, comes back as one
+    archive beside the log."""
     out, report = tmp_path / "out", tmp_path / "cifar10_gpu"
     env = {
         **os.environ,
@@ -176,18 +177,18 @@ def test_gpu_reference_script_in_smoke_mode_writes_and_packs_the_report(tmp_path
     )
     log = (out / "gpu_reference.log").read_text()
     assert proc.returncode == 0, log[-3000:]
-    for part in ("setup", "grid", "bare_loop", "papers"):
+    for part in ("setup", "plan"):
         assert f"part {part}: ok" in log, log[-3000:]
+    assert "--time-budget-s" in log or "plan for" in log
     assert sorted(p.name for p in out.iterdir()) == ["cifar10_gpu.tar.gz", "gpu_reference.log"]
     with tarfile.open(out / "cifar10_gpu.tar.gz") as tar:
         names = set(tar.getnames())
         readme = tar.extractfile("cifar10_gpu/README.md").read().decode()
         title = tar.extractfile("cifar10_gpu/report.md").read().decode().splitlines()[0]
     assert {"cifar10_gpu/results.jsonl", "cifar10_gpu/report.md"} <= names
-    for suite in ("ntk-vs-full-gpu", "augnet-gpu"):  # part 4: the papers' CIFAR-scale claims
-        assert f"cifar10_gpu/papers/{suite}/results.jsonl" in names
+    assert "cifar10_gpu/cost/results.jsonl" in names  # the cost pass went first
     assert "CIFAR-10 (JPEG q75 copy)" in readme and "CIFAR-10 (JPEG q75 copy)" in title
-    assert "ratio harness/bare" in readme  # the bare-loop comparison made it into the header
+    assert "--suite cifar10" in readme and "plan for" in readme  # the command and the plan
     rows = [json.loads(line) for line in (report / RESULTS_FILE).read_text().splitlines()]
     final = [r for r in rows if r["final"]]
     assert len(final) == 2 and all(r["status"] == Status.OK.value for r in final)

@@ -204,6 +204,7 @@ class Problem:
         # hgbench.numerics.training
         self.compile = False
         self.channels_last = False
+        self.cuda_graphs = False  # the `fixed` and calibration steps as CUDA graphs (GPU only)
 
     @property
     def steps_per_epoch(self) -> int:

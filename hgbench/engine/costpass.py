@@ -35,6 +35,9 @@ COST_DIR = "cost"
 # a time-budgeted cost cell is planned as this many epochs past its minimum (a burn-in not yet
 # known before its problem is built): pessimistic, so a cost cell never overruns the budget
 PLANNED_EXTRA_EPOCHS = 10
+# under a time budget the cost pass starts cells only within this share of it, so that the grid
+# it serves always gets the rest (what it leaves unmeasured, a later run measures)
+COST_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -212,19 +215,20 @@ def cost_pass_first(
     priority: tuple[str, ...],
     runner: Any,
     rerun: Any,
-    min_epochs: float,
+    args: Any,
     budget_s: float | None,
-    pack: int,
 ) -> float | None:
     """`run --cost-pass`: the cost cells of the configurations the grid will run and has no
     curve for on this device kind, before the grid; returns the time budget left for the grid.
 
     Under a time budget the grid is planned first (which configurations it reaches), and a cost
-    cell starts only while its pessimistic estimate (PLANNED_EXTRA_EPOCHS) fits what is left.
+    cell starts only while its pessimistic estimate (PLANNED_EXTRA_EPOCHS) fits what is left of
+    the cost pass's share (COST_SHARE) of the budget.
     """
     from hgbench.engine import plan as planning
     from hgbench.engine.envinfo import device_name
 
+    min_epochs, pack = args.cost_epochs, args.pack
     out = Path(runner.store.path).parent
     device = runner.options.device
     kind = device_name(device) or device.type
@@ -242,7 +246,7 @@ def cost_pass_first(
         def may_start(cell: Cell) -> bool:
             epochs = planned_epochs(cell)
             seconds = planning.estimate(cell, measured, table, costs, epochs).seconds
-            return seconds <= budget_s - (time.perf_counter() - start)
+            return seconds <= COST_SHARE * budget_s - (time.perf_counter() - start)
 
     have = cost_curves(cost_rows)
     missing = [

@@ -28,6 +28,7 @@ from hgbench.engine.calibration import drift, step_time
 from hgbench.engine.cells import Cell, RunOptions
 from hgbench.engine.envinfo import environment, software_env
 from hgbench.engine.estimates import estimate_record, save_estimates
+from hgbench.engine.graphcheck import check_capture
 from hgbench.engine.guards import (
     CellTimeout,
     DivergenceGuard,
@@ -68,6 +69,8 @@ class Runner:
             problem.compile = self.options.compile
             problem.channels_last = self.options.channels_last
             problem.warm_up()
+            if self.options.cuda_graphs and problem.device.type == "cuda":
+                problem.cuda_graphs = check_capture(problem).kept  # only where numbers match
             self._step_time = step_time(problem)
             self._problem, self._problem_key = problem, key
         assert self._problem is not None
@@ -109,6 +112,7 @@ class Runner:
             # Built and warmed up outside the deadline: the alarm must never interrupt a
             # first-time import (a half-imported module would break every later cell).
             problem = self.problem(cell.task, cell.seed)
+            base["cuda_graph"] = problem.cuda_graphs if problem.device.type == "cuda" else None
             with deadline(self.options.timeout_s):
                 method = cell.make_method()
                 reason = method.skip_reason(problem)
@@ -245,7 +249,8 @@ class Runner:
                     evaluated_upto = ckpt.epoch
                 guard.check("objective", ckpt.objective, ckpt.step)
                 latest = (copy_checkpoint(ckpt), due) if subset or not due else None
-                if budget.over() or (stretch is not None and stretch.reached(ckpt.epoch)):
+                stop = stretch is not None and stretch.reached(ckpt.epoch, watch.total)
+                if budget.over() or stop:
                     break
         finally:
             steps.close()

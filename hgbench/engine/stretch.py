@@ -4,7 +4,8 @@ A method says how its cost is spread over its schedule (`Method.periodic_work`: 
 epochs its work repeats every `period` epochs). The cost pass then runs the cell alone, from the
 start of its own schedule (the task's epochs and learning-rate schedule unchanged), and stops it
 at the first checkpoint at or past `stop` = the burn-in plus the fewest whole periods that span at
-least `min_epochs`, rounded up to a whole epoch. From that stretch the cost of any epoch follows:
+least `min_epochs`, rounded up to a whole epoch, once it has at least `MIN_SECONDS` of timed work
+(else at the next end of a whole period that does). From that stretch the cost of any epoch follows:
 the measured curve up to `stop`, and beyond it the rate measured over the periods after the
 burn-in (hgbench.engine.costpass.CostCurve). A method whose work depends on its whole budget
 (`periodic_work` None: a search dividing the budget among trials) and a stretch that would reach
@@ -22,16 +23,25 @@ from hgbench.contracts.task import Problem
 
 COST_PASS = "cost_pass"  # the cell-context key that makes a cell a cost-pass cell (its min_epochs)
 DEFAULT_MIN_EPOCHS = 3.0
+# the fewest timed seconds a stretch measures: a few hundredths of a second of a small CPU task's
+# epochs are within the scheduler's slices on a shared machine, and time as noise
+MIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
 class Stretch:
     burnin: float  # epochs before the periodic work starts
     period: float  # epochs between repeats of it
-    stop: float | None  # where the cost pass stops the cell; None: the whole schedule
+    stop: float | None  # where the cost pass stops the cell at the earliest; None: the whole
+    min_seconds: float = MIN_SECONDS
 
-    def reached(self, epoch: float) -> bool:
-        return self.stop is not None and epoch >= self.stop - 1e-9
+    def reached(self, epoch: float, timed_s: float = math.inf) -> bool:
+        """Past `stop`, with at least `min_seconds` timed, at the end of a whole period (or
+        of any epoch where a period is an epoch or shorter, or 20 periods are done)."""
+        if self.stop is None or epoch < self.stop - 1e-9 or timed_s < self.min_seconds:
+            return False
+        periods = (epoch - self.burnin) / self.period
+        return self.period <= 1 or periods >= 20 or abs(periods - round(periods)) < 0.05
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,8 +52,12 @@ def choose(periodic: Periodic | None, epochs: int, min_epochs: float) -> Stretch
     if periodic is None:
         return Stretch(0.0, float(epochs), None)
     periods = max(1, math.ceil(min_epochs / periodic.period - 1e-9))
-    stop = math.ceil(periodic.burnin + periods * periodic.period - 1e-9)
-    return Stretch(periodic.burnin, periodic.period, None if stop >= epochs else float(stop))
+    stop = (
+        None
+        if (end := math.ceil(periodic.burnin + periods * periodic.period - 1e-9)) >= epochs
+        else float(end)
+    )
+    return Stretch(periodic.burnin, periodic.period, stop, MIN_SECONDS)
 
 
 def cell_stretch(context: dict[str, Any], method: Method, problem: Problem) -> Stretch | None:

@@ -15,6 +15,7 @@ from torch import Tensor
 from hgbench.contracts.hparams import HParams, Params, decay_coefficients
 from hgbench.contracts.method import Budget
 from hgbench.contracts.task import LRSchedule, Problem
+from hgbench.numerics.graphs import StepGraph, sgd_update_
 
 
 def sgd_momentum_step(
@@ -64,6 +65,12 @@ class SGDTrainer:
     added to the data-loss gradient in one fused step, as torch.optim's own weight_decay does
     (same update, ~20% cheaper on small models). With the problem's `compile` the model runs
     through torch.compile, and with `channels_last` batches and weights use that layout.
+
+    On a GPU whose problem allows it (`Problem.cuda_graphs`, set where hgbench.engine.graphcheck
+    found captured steps equal to eager ones), `capture(hparams)` records the full-size-batch step
+    as a CUDA graph (hgbench.numerics.graphs) that later `steps` at those hparams replay; a
+    smaller last batch of an epoch runs eagerly. The `fixed` method and the calibration step
+    capture; on a CPU nothing changes.
     """
 
     def __init__(
@@ -89,6 +96,47 @@ class SGDTrainer:
         self.stream = BatchStream(problem, batch_size or problem.task.batch_size)
         self.aug_generator = problem.generator("augment")
         self.scheduled = problem.task.lr_schedule != LRSchedule.CONSTANT
+        self._graph: StepGraph | None = None
+        self._graph_hparams: HParams | None = None
+
+    def capture(self, hparams: HParams, force: bool = False) -> bool:
+        """Capture the step at `hparams` (untimed: call it before training) where the problem
+        allows it, or with `force` (the check that decides whether it does); whether it did."""
+        problem = self.problem
+        if problem.device.type != "cuda" or problem.compile:
+            return False
+        if not (force or getattr(problem, "cuda_graphs", False)):
+            return False
+        params = list(self.params.values())
+        group = self.optimizer.param_groups[0]
+        bufs = []
+        for p in params:  # zeros: SGD's first step would clone the gradient, the same numbers
+            state = self.optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            bufs.append(state["momentum_buffer"])
+        d, n = problem.data, min(self.stream.batch_size, problem.n_train)
+        self._x, self._y = d.x_train[:n].clone(), d.y_train[:n].clone()
+        if self.channels_last and self._x.dim() == 4:
+            self._x = self._x.contiguous(memory_format=torch.channels_last)
+        self._neg_lr = torch.tensor(-group["lr"], device=problem.device, dtype=params[0].dtype)
+        decay = decay_coefficients(self.params, hparams)
+        decayed, coefficients = [self.params[k] for k in decay], list(decay.values())
+        momentum, forward, gen = group["momentum"], self.forward, self.aug_generator
+
+        def step() -> None:
+            for p in params:
+                p.grad = None
+            problem.data_loss(forward, hparams, self._x, self._y, gen).backward()
+            grads = [p.grad for p in params]
+            with torch.no_grad():
+                if decayed:
+                    torch._foreach_addcmul_([p.grad for p in decayed], decayed, coefficients)
+                sgd_update_(params, bufs, grads, momentum, self._neg_lr)
+
+        self._graph = StepGraph(step, [*params, *bufs], [gen])
+        self._graph_hparams = hparams
+        return True
 
     def lr_at(self, step: int) -> float:
         return self.base_lr * self.problem.lr_at(step) / self.problem.lr
@@ -109,11 +157,22 @@ class SGDTrainer:
         group = optimizer.param_groups[0]
         data_loss = self.problem.data_loss
         channels_last = self.channels_last
+        graph = self._graph if self._graph_hparams is hparams else None
         taken = 0
         while n is None or taken < n:
             if self.scheduled:
                 group["lr"] = self.lr_at(stream.steps)
             x, y = stream.next()
+            if graph is not None and x.shape[0] == self._x.shape[0]:
+                self._x.copy_(x)
+                self._y.copy_(y)
+                if self.scheduled:
+                    self._neg_lr.fill_(-group["lr"])
+                graph.replay()
+                taken += 1
+                if stream.at_epoch_end or (budget is not None and budget.over()):
+                    break
+                continue
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss = data_loss(forward, hparams, x, y, gen)
