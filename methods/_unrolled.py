@@ -10,12 +10,13 @@ methods (a tight optimum of the training loss at the state's hparams).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from hgbench.contracts.hparams import HParams, Params
-from hgbench.contracts.method import Budget, ProbeState, Reference
+from hgbench.contracts.method import Budget, Checkpoint, ProbeState, Reference
 from hgbench.contracts.task import Problem
 from hgbench.numerics.functional import cosine_and_rel_err, flatten
 from hgbench.numerics.optimum import tight_optimum
@@ -93,3 +94,36 @@ def steps_left(budget: Budget, stream: BatchStream) -> int | None:
     if budget.epochs is None:
         return None
     return max(1, math.ceil((budget.epochs - stream.epoch) * stream.steps_per_epoch - 1e-9))
+
+
+class OnlineHyperSteps:
+    """The outer loop the online unrolled methods share (unroll, truncated_bptt, forward_mode,
+    pes): Adam on the hparams from each window's hypergradient, and a checkpoint once per epoch,
+    after the window that crosses its end, whose objective is the mean validation loss of the
+    windows since the last checkpoint."""
+
+    def __init__(self, hparams: HParams, lr: float) -> None:
+        self.hparams = hparams
+        self.opt = torch.optim.Adam(list(hparams.values()), lr=lr)
+        self.val_losses: list[torch.Tensor] = []
+        self.next_report = 1.0
+
+    def step(self, hypergradient: Mapping[str, torch.Tensor], val_loss: torch.Tensor) -> None:
+        for k, v in self.hparams.items():
+            v.grad = hypergradient[k]
+        self.opt.step()
+        self.val_losses.append(val_loss)
+
+    def checkpoint(
+        self, params: Params, stream: BatchStream, budget: Budget, extra: dict | None = None
+    ) -> Checkpoint | None:
+        """The epoch's checkpoint once the stream has crossed an epoch's end (or the budget's),
+        else None."""
+        if stream.epoch < self.next_report and not budget.finished(stream.epoch):
+            return None
+        objective = float(torch.stack(self.val_losses).mean())
+        point = Checkpoint(
+            params, self.hparams, stream.steps, stream.epoch, objective, dict(extra or {})
+        )
+        self.val_losses, self.next_report = [], float(int(stream.epoch)) + 1.0
+        return point

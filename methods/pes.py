@@ -38,7 +38,7 @@ from hgbench.contracts.method import (
     register_method,
 )
 from hgbench.contracts.task import Problem
-from hgbench.methods._unrolled import steps_left, unrolled_reference
+from hgbench.methods._unrolled import OnlineHyperSteps, steps_left, unrolled_reference
 from hgbench.methods.truncated import plain_steps
 from hgbench.numerics.functional import cosine_and_rel_err, detach, flatten
 from hgbench.numerics.training import BatchStream, sgd_momentum_step
@@ -173,7 +173,7 @@ class PES(Method):
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
         d = problem.data
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
-        hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
+        hyper = OnlineHyperSteps(hparams, self.hyper_lr)
         params = problem.init_params()
         velocity = _zeros(params)
         particles = Particles(params, velocity, hparams, self.n_pairs)
@@ -184,7 +184,6 @@ class PES(Method):
         n_val = min(self.val_batch_size, len(d.y_val))
         since_reset = 0
         yield Checkpoint(params, hparams, step=0, epoch=0.0)
-        val_losses, next_report = [], 1.0
         while not budget.finished(stream.epoch):
             if since_reset >= self.horizon:  # a new unrolled problem from the current state
                 particles.reset(params, velocity)
@@ -204,16 +203,10 @@ class PES(Method):
             vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
             losses = particle_losses(problem, particles, d.x_val[vi], d.y_val[vi])
             hg, _ = particles.estimate(losses, self.sigma)
-            for k, v in hparams.items():
-                v.grad = hg[k]
-            hyper_opt.step()
-            val_losses.append(losses.mean())
-            if stream.epoch >= next_report or budget.finished(stream.epoch):
-                objective = float(torch.stack(val_losses).mean())
-                yield Checkpoint(
-                    params, hparams, stream.steps, stream.epoch, objective, {"pairs": self.n_pairs}
-                )
-                val_losses, next_report = [], float(int(stream.epoch)) + 1.0
+            hyper.step(hg, losses.mean())
+            extra = {"pairs": self.n_pairs}
+            if (point := hyper.checkpoint(params, stream, budget, extra)) is not None:
+                yield point
 
     def probe_reference(self, problem: Problem, hparams: HParams | None = None) -> Reference:
         ref = unrolled_reference(problem, hparams, self.probe_horizon)

@@ -23,7 +23,13 @@ from hgbench.contracts.method import (
     register_method,
 )
 from hgbench.contracts.task import Problem
-from hgbench.methods._unrolled import full_batches, steps_left, unrolled_reference, zeros_like
+from hgbench.methods._unrolled import (
+    OnlineHyperSteps,
+    full_batches,
+    steps_left,
+    unrolled_reference,
+    zeros_like,
+)
 from hgbench.numerics.functional import detach
 from hgbench.numerics.training import BatchStream, sgd_momentum_step
 from hgbench.numerics.unroll import Batch, l2_decay, unrolled_hypergradient
@@ -106,12 +112,11 @@ class TruncatedBPTT(Method):
         params = problem.init_params()
         velocity = zeros_like(params)
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
-        hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
+        hyper = OnlineHyperSteps(hparams, self.hyper_lr)
         stream = BatchStream(problem, problem.task.batch_size)
         val_gen, aug_gen = problem.generator("val-batches"), problem.generator("augment")
         n_val = min(self.val_batch_size, len(d.y_val))
         yield Checkpoint(params, hparams, step=0, epoch=0.0)
-        val_losses, next_report = [], 1.0
         while not budget.finished(stream.epoch):
             lr = problem.lr_at(stream.steps)
             left = steps_left(budget, stream)
@@ -127,14 +132,9 @@ class TruncatedBPTT(Method):
                 lambda w, h, vi=vi: problem.val_loss(w, d.x_val[vi], d.y_val[vi]),
                 aug_gen,
             )
-            for k, v in hparams.items():
-                v.grad = hg[k]
-            hyper_opt.step()
-            val_losses.append(loss)
-            if stream.epoch >= next_report or budget.finished(stream.epoch):
-                objective = float(torch.stack(val_losses).mean())
-                yield Checkpoint(params, hparams, stream.steps, stream.epoch, objective)
-                val_losses, next_report = [], float(int(stream.epoch)) + 1.0
+            hyper.step(hg, loss)
+            if (point := hyper.checkpoint(params, stream, budget)) is not None:
+                yield point
 
     def probe_reference(self, problem: Problem, hparams: HParams | None = None) -> Reference:
         return unrolled_reference(problem, hparams, self.horizon, " (the full horizon)")

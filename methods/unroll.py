@@ -19,6 +19,7 @@ from hgbench.contracts.method import (
     register_method,
 )
 from hgbench.contracts.task import Problem
+from hgbench.methods._unrolled import OnlineHyperSteps
 from hgbench.numerics.training import BatchStream
 from hgbench.numerics.unroll import l2_decay, unrolled_hypergradient
 
@@ -64,14 +65,13 @@ class Unroll(Method):
         params = problem.init_params()
         velocity = {k: torch.zeros_like(v) for k, v in params.items()}
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
-        hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
+        hyper = OnlineHyperSteps(hparams, self.hyper_lr)
         stream = BatchStream(problem, task.batch_size)
         val_gen = problem.generator("val-batches")
         aug_gen = problem.generator("augment")
         d = problem.data
         n_val = min(self.val_batch_size, len(d.y_val))
         yield Checkpoint(params, hparams, step=0, epoch=0.0)
-        val_losses, next_report = [], 1.0
         while not budget.finished(stream.epoch):
             batches = [stream.next() for _ in range(self.K)]
             vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
@@ -88,21 +88,10 @@ class Unroll(Method):
                 aug_gen,
                 decay=l2_decay,
             )
-            for k, v in hparams.items():
-                v.grad = hg[k]
-            hyper_opt.step()
-            val_losses.append(val_loss)
-            # report once per epoch, after the window that crosses its end
-            if stream.epoch >= next_report or budget.finished(stream.epoch):
-                yield Checkpoint(
-                    params,
-                    hparams,
-                    stream.steps,
-                    stream.epoch,
-                    float(torch.stack(val_losses).mean()),
-                    extra={"hypersteps": len(val_losses)},
-                )
-                val_losses, next_report = [], float(int(stream.epoch)) + 1.0
+            hyper.step(hg, val_loss)
+            extra = {"hypersteps": len(hyper.val_losses)}
+            if (point := hyper.checkpoint(params, stream, budget, extra)) is not None:
+                yield point
 
     def hypergradient(self, problem: Problem, state: ProbeState) -> Estimate:
         d = problem.data
