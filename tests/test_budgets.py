@@ -248,6 +248,15 @@ def test_tiny_real_run_end_to_end(cli, tmp_path) -> None:
     assert (out / "figures" / "sensitivity.png").stat().st_size > 0
     again = cli(*args, "--methods", "fixed,random_search,ift_identity")  # resumable
     assert "already finished" in again.err
+    page = (out / "report.html").read_text()
+    assert 'data-kind="budget_ranks"' in page and page.count('<figure class="hg-png">') == 2
+    for made in ("report.md", "report.html", "figures/budget_curves.png"):
+        (out / made).unlink()
+    redraw = cli("budgets", "--out", out, "--report-only")  # from the rows: nothing planned
+    assert redraw.code == 0 and "cells" not in redraw.err, redraw.err
+    assert (out / "report.md").read_text() == text and (out / "report.html").read_text() == page
+    assert (out / "figures" / "budget_curves.png").stat().st_size > 0
+    assert cli("budgets", "--out", tmp_path / "none", "--report-only").code == 2
     from hgbench.report.budgets_readme import main as readme
 
     (tmp_path / "run.log").write_text(res.err + TIME_V)

@@ -169,6 +169,7 @@ def test_reports_draw_from_stored_rows_only(tmp_path, monkeypatch):
     """With no rows, every report still writes its claims table, and the CIFAR-scale claims say
     they were not run (nothing is recomputed or made up)."""
     import hgbench.report.papers.claims as papers
+    from hgbench.report.html_page import PLOTLY_JS, static_text
     from hgbench.report.papers.immer import immer2021_report, immer2023_report
     from hgbench.report.papers.lorraine import lorraine_report
     from hgbench.report.papers.maclaurin import maclaurin_report
@@ -182,4 +183,17 @@ def test_reports_draw_from_stored_rows_only(tmp_path, monkeypatch):
     ):
         text = report(tmp_path / report.__name__).read_text()
         assert "## Claims" in text
+        page = (tmp_path / report.__name__ / "report.html").read_text()
+        assert '<h2 id="claims">Claims</h2>' in page
+        assert static_text(PLOTLY_JS)[:2000] not in page  # no interactive figure: no plotly.js
         assert text.count(papers.NOT_RUN) == gpu_claims, report.__name__
+
+
+def test_reports_read_the_checkouts_reports_folder():
+    """The committed folders a paper report reads (the digits probe, the GPU script's rows) are
+    looked up from the checkout's root, not from inside the package."""
+    from hgbench.report.papers.claims import GPU_PAPERS
+    from hgbench.report.papers.immer import PARETO_DIR, REPO
+
+    assert (REPO / "pyproject.toml").is_file() and (REPO / PARETO_DIR / "report.md").is_file()
+    assert GPU_PAPERS == REPO / "reports" / "cifar10_gpu" / "papers"

@@ -12,6 +12,7 @@ import torch
 
 from hgbench.budgets.kinds import BUDGETS
 from hgbench.contracts.errors import UsageError
+from hgbench.contracts.schema import results_path
 
 DEFAULT_DIR = Path("reports/budgets")
 
@@ -27,6 +28,11 @@ def add_budgets_parser(sub) -> None:
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="runs, e.g. 1,3,10,30")
     p.add_argument("--no-sweep", action="store_true", help="the budget axis only")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="redraw report.md, report.html and the figures from OUT's stored rows; run nothing",
+    )
     p.add_argument(
         "--pack",
         type=int,
@@ -68,6 +74,11 @@ def budgets_command(args: argparse.Namespace) -> int:
     from hgbench.engine.store import ResultStore
     from hgbench.report.budgets_writer import write_budget_report
 
+    if args.report_only:  # the rows as stored (results.jsonl, or its .gz archive)
+        if not results_path(args.out).exists():
+            raise UsageError(f"--report-only: no stored rows in {args.out}")
+        print(f"report: {write_budget_report(args.out)}")
+        return 0
     check_pack(args.pack, None)  # the study has no time budget per cell
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cells = plan_budget_cells(

@@ -31,6 +31,7 @@ from hgbench.report.load import load_rows
 from hgbench.report.markdown import markdown_table
 
 META_STUDIED = "reversible_sgd"  # the closing note asks for its result at 10 and 30 runs
+OVER_MARK = "`!`: over budget on at least one task at that B."  # the rank table's legend
 
 
 def _fmt(x: float | None) -> str:
@@ -221,7 +222,7 @@ def _rank_table(c: pd.DataFrame) -> list[str]:
     return [
         "## Average rank over tasks at each budget (1 best)",
         "",
-        "`!`: over budget on at least one task at that B.",
+        OVER_MARK,
         "",
         markdown_table(["method", *(_b(int(b)) for b in r.columns)], rows),
         "",
@@ -342,5 +343,23 @@ def write_budget_report(out: Path) -> Path:
     lines += _sensitivity_table(s)
     lines += _not_ok_table(rows)
     path = out / REPORT
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n"
+    path.write_text(text, encoding="utf-8")
+    _write_html(out, text, c)
     return path
+
+
+def _write_html(out: Path, text: str, c: pd.DataFrame) -> Path:
+    """out/report.html: report.md's text as one page that opens offline, its two figures inlined
+    as PNGs and, above the rank table, the same ranks (`ranks(c)`) as an interactive figure."""
+    from hgbench.report.html_page import write_html
+    from hgbench.report.html_sections import BUDGET_FIGURE, budget_spec
+
+    r = ranks(c)
+    specs = {}
+    if not r.empty:
+        figure = f"![average rank over tasks at each budget]({BUDGET_FIGURE})"
+        text = text.replace(OVER_MARK + "\n", f"{OVER_MARK}\n\n{figure}\n", 1)
+        specs[BUDGET_FIGURE] = budget_spec(r)
+    # the header stays open: it holds the rules and the study's main figure, not a run's setup
+    return write_html(out, text, specs, f"hgbench budget study ({out.name})", fold=None)

@@ -26,6 +26,8 @@ HELP = (
     "whole method family; drag to zoom, double-click the plot to zoom out. Tables sort by a "
     "click on their header."
 )
+HELP_TABLES = "Tables sort by a click on their header."  # a page with no interactive figure
+FOLD = "Source, cells, noisy cells, machine and environment"  # a run report's header
 
 
 def static_text(name: str) -> str:
@@ -90,8 +92,16 @@ def _toc(headings: list[tuple[int, str, str]]) -> str:
     return f'<nav class="toc"><strong>Contents</strong><ul>{items}</ul></nav>' if items else ""
 
 
-def page_html(out_dir: Path, markdown: str, specs: dict[str, dict[str, Any]], title: str) -> str:
-    """The whole page as text (`write_html` writes it)."""
+def page_html(
+    out_dir: Path,
+    markdown: str,
+    specs: dict[str, dict[str, Any]],
+    title: str,
+    fold: str | None = FOLD,
+) -> str:
+    """The whole page as text (`write_html` writes it). The header (what precedes the first
+    `## ` section) folds away under the summary `fold`; with None it reads open, as report.md's
+    does (a paper report's header says what the paper claims, not where it ran)."""
     figures = _Figures(out_dir, specs)
     title_line, header, rest = _split_header(markdown)
     top = render(title_line, figures)
@@ -107,25 +117,32 @@ def page_html(out_dir: Path, markdown: str, specs: dict[str, dict[str, Any]], ti
         f'<div class="layout">{_toc(body.headings)}<main>',
         top.body,
         (
-            f'<details class="run-header"><summary>Source, cells, noisy cells, machine and '
-            f"environment</summary>{details.body}</details>"
-            if header.strip()
-            else ""
+            f'<details class="run-header"><summary>{html.escape(fold)}</summary>'
+            f"{details.body}</details>"
+            if header.strip() and fold is not None
+            else details.body
         ),
-        f'<p class="help">{html.escape(HELP)}</p>',
+        f'<p class="help">{html.escape(HELP if figures.used else HELP_TABLES)}</p>',
         body.body,
         "</main></div>",
         f'<script type="application/json" id="hg-data">{_script_json(figures.used)}</script>',
-        f"<script>{static_text(PLOTLY_JS)}</script>",
+        # plotly.js is most of a page's weight: only a page with an interactive figure needs it
+        f"<script>{static_text(PLOTLY_JS)}</script>" if figures.used else "",
         f"<script>{static_text('report.js')}</script>",
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
 
 
-def write_html(out_dir: Path, markdown: str, specs: dict[str, dict[str, Any]], title: str) -> Path:
+def write_html(
+    out_dir: Path,
+    markdown: str,
+    specs: dict[str, dict[str, Any]],
+    title: str,
+    fold: str | None = FOLD,
+) -> Path:
     """Write `out_dir/report.html` from the report's Markdown and the specs of its figures
     (keyed by the image path report.md uses, e.g. `figures/run_digits_mlp_pareto.png`)."""
     path = Path(out_dir) / HTML_FILE
-    path.write_text(page_html(Path(out_dir), markdown, specs, title), encoding="utf-8")
+    path.write_text(page_html(Path(out_dir), markdown, specs, title, fold), encoding="utf-8")
     return path

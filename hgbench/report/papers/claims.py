@@ -1,5 +1,6 @@
 """Paper reproduction reports: a claims table (the paper's value and source beside hgbench's,
-with a verdict) and figures, written to reports/papers/<paper>/report.md.
+with a verdict) and figures, written to reports/papers/<paper>/report.md and, the same as one
+self-contained page, report.html.
 
 The paper-specific modules (papers_lorraine, papers_maclaurin, papers_immer) read stored rows
 (`results.jsonl`) and diagnostics (`diagnostics.json`, traces that rows do not keep) and return
@@ -20,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hgbench.contracts.schema import RESULTS_FILE, Mode, Status, StrEnum
+from hgbench.report.html_page import write_html
 from hgbench.report.load import cell_outcomes, load_rows
 from hgbench.report.markdown import markdown_table
 
@@ -95,7 +97,7 @@ def _empty_results(out: Path) -> Path:
 
 
 # where the papers part of benchmarks/gpu_reference.sh leaves its rows (unpacked into reports/)
-GPU_PAPERS = Path(__file__).resolve().parents[2] / "reports" / "cifar10_gpu" / "papers"
+GPU_PAPERS = Path(__file__).resolve().parents[3] / "reports" / "cifar10_gpu" / "papers"
 
 
 def gpu_rows(suite: str) -> pd.DataFrame | None:
@@ -183,7 +185,8 @@ def write_paper_report(
     sections: Sequence[Section],
     command: str,
 ) -> Path:
-    """out/report.md: title, what was run, the claims table, then each section."""
+    """out/report.md: title, what was run, the claims table, then each section; and beside it
+    out/report.html, the same text as one page that opens offline (its figures inlined)."""
     parts = [
         f"# {title}",
         "",
@@ -200,7 +203,11 @@ def write_paper_report(
     for s in sections:
         parts += [f"## {s.title}", "", s.body.strip(), ""]
     path = out / "report.md"
-    path.write_text("\n".join(parts))
+    text = "\n".join(parts)
+    path.write_text(text)
+    # No paper figure has an interactive kind (hgbench.report.html_specs draws run and probe
+    # figures), so the page inlines each PNG; the header stays open: it is the paper's summary.
+    write_html(out, text, {}, f"{title} ({out.name})", fold=None)
     return path
 
 

@@ -38,7 +38,7 @@ from hgbench.report.papers.claims import (
 )
 from hgbench.report.style import figure, log_axis
 
-REPO = Path(__file__).resolve().parents[2]  # an editable install: the checkout
+REPO = Path(__file__).resolve().parents[3]  # an editable install: the checkout
 PARETO_DIR = Path("reports/digits_marglik_probe")  # the committed probe of every estimator
 PARETO_FIGURE = "figures/probe_digits_mlp_bounds.png"
 NTK_SUITE = "ntk-vs-full-gpu"
