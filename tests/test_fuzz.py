@@ -52,21 +52,6 @@ def _call(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Outcome:
     return Outcome(code, captured.err, captured.out)
 
 
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from hgbench.engine.executors import LocalExecutor, RayExecutor
-
-    calls: list[int] = []
-
-    def stub(self, cells) -> dict[str, int]:
-        calls.append(len(cells))
-        return {}
-
-    for executor in (LocalExecutor, RayExecutor):
-        monkeypatch.setattr(executor, "run", stub)
-    return calls
-
-
 # --- flags ----------------------------------------------------------------------------------------
 NUMERIC_FLAGS = {
     "run": ["--budget-s", "--timeout-s", "--threads", "--seeds", "--retries"],
