@@ -23,7 +23,7 @@ import torch
 
 from hgbench.contracts.method import METHODS, Budget
 from hgbench.contracts.task import TASKS, Problem
-from hgbench.methods.ift import IFTCG, IFTNeumann
+from hgbench.methods.ift import IFTCG, IFTNeumann, _Implicit
 from hgbench.numerics.linalg import Solution, Solver
 
 DIAGNOSTICS = "diagnostics.json"
@@ -53,8 +53,9 @@ class _Gains:
         return solve
 
 
-@dataclass
-class _TracedCG(IFTCG):
+class _Traced(_Implicit):
+    """Mixed in before an `ift_*` class: the same method, its solver's gains recorded."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.trace = _Gains()
@@ -64,13 +65,13 @@ class _TracedCG(IFTCG):
 
 
 @dataclass
-class _TracedNeumann(IFTNeumann):
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.trace = _Gains()
+class _TracedCG(_Traced, IFTCG):
+    pass
 
-    def solver(self, problem: Problem, report_residual: bool, lr: float) -> Solver:
-        return self.trace.wrap(super().solver(problem, report_residual, lr))
+
+@dataclass
+class _TracedNeumann(_Traced, IFTNeumann):
+    pass
 
 
 # (label, class, settings): the overfit suite's IFT configs and the issue's hyper_lr 0.1
@@ -91,7 +92,7 @@ TRACED = (
 )
 
 
-def _trace(problem: Problem, method: _TracedCG | _TracedNeumann) -> dict[str, Any]:
+def _trace(problem: Problem, method: _Traced) -> dict[str, Any]:
     budget = Budget(epochs=problem.task.epochs, seconds=None)
     max_log_wd, max_abs_w, steps = [], [], []
     diverged_at = None

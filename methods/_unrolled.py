@@ -96,6 +96,12 @@ def steps_left(budget: Budget, stream: BatchStream) -> int | None:
     return max(1, math.ceil((budget.epochs - stream.epoch) * stream.steps_per_epoch - 1e-9))
 
 
+def next_window(stream: BatchStream, budget: Budget, size: int) -> list[Batch]:
+    """The next window of `size` training minibatches, cut where an epoch budget ends."""
+    left = steps_left(budget, stream)
+    return [stream.next() for _ in range(min(size, left or size))]
+
+
 class OnlineHyperSteps:
     """The outer loop the online unrolled methods share (unroll, truncated_bptt, forward_mode,
     pes): Adam on the hparams from each window's hypergradient, and a checkpoint once per epoch,

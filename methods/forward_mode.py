@@ -34,12 +34,12 @@ from hgbench.contracts.task import Problem
 from hgbench.methods._unrolled import (
     OnlineHyperSteps,
     full_batches,
-    steps_left,
+    next_window,
     unrolled_reference,
     zeros_like,
 )
 from hgbench.numerics.functional import detach, unflatten
-from hgbench.numerics.training import BatchStream, sgd_momentum_step
+from hgbench.numerics.training import BatchStream, ValBatches, sgd_momentum_step
 from hgbench.numerics.unroll import Batch
 
 Tangents = tuple[Params, Params]  # (dw/dλ, dv/dλ): every tensor with a leading hparam axis
@@ -172,20 +172,17 @@ class ForwardMode(Method):
         return Periodic.steps(problem, self.period)
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
-        d = problem.data
         params = problem.init_params()
         velocity = zeros_like(params)
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
         hyper = OnlineHyperSteps(hparams, self.hyper_lr)
         tangents = zero_tangents(params, problem.space.numel)
         stream = BatchStream(problem, problem.task.batch_size)
-        val_gen, aug_gen = problem.generator("val-batches"), problem.generator("augment")
-        n_val = min(self.val_batch_size, len(d.y_val))
+        val, aug_gen = ValBatches(problem, self.val_batch_size), problem.generator("augment")
         yield Checkpoint(params, hparams, step=0, epoch=0.0)
         while not budget.finished(stream.epoch):
             lr = problem.lr_at(stream.steps)
-            left = steps_left(budget, stream)
-            batches = [stream.next() for _ in range(min(self.period, left or self.period))]
+            batches = next_window(stream, budget, self.period)
             h = detach(hparams)
             params, velocity, tangents = forward_steps(
                 problem.train_loss,
@@ -198,13 +195,7 @@ class ForwardMode(Method):
                 problem.task.momentum,
                 aug_gen,
             )
-            vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
-            hg, loss = tangent_hypergradient(
-                lambda w, _, vi=vi: problem.val_loss(w, d.x_val[vi], d.y_val[vi]),
-                params,
-                h,
-                tangents[0],
-            )
+            hg, loss = tangent_hypergradient(val.loss(), params, h, tangents[0])
             hyper.step(hg, loss)
             if (point := hyper.checkpoint(params, stream, budget)) is not None:
                 yield point

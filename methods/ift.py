@@ -30,12 +30,12 @@ from hgbench.contracts.method import (
     register_method,
 )
 from hgbench.contracts.schema import StrEnum
-from hgbench.contracts.seeding import make_generator
 from hgbench.contracts.task import Problem
+from hgbench.methods._hyperstep import HyperStepLosses
 from hgbench.numerics.functional import detach
 from hgbench.numerics.implicit import implicit_hypergradient
 from hgbench.numerics.linalg import DENSE_LIMIT, Solver, cg, dense, neumann
-from hgbench.numerics.training import BatchStream, SGDTrainer
+from hgbench.numerics.training import SGDTrainer
 
 
 class HyperOptimizer(StrEnum):
@@ -88,16 +88,12 @@ class _Implicit(Method):
         return Periodic.steps(problem, self.period, self.warmup_steps)
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
-        task, d = problem.task, problem.data
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
         hyper_opt = HYPER_OPTIMIZERS[self.hyper_optimizer](list(hparams.values()), lr=self.hyper_lr)
         trainer = SGDTrainer(problem, problem.init_params())
-        # the hyper-step's minibatches come from streams of their own, so the training batches
-        # stay those every other method sees for this seed
-        hyper_batches = BatchStream(problem, task.batch_size, purpose="ift-train-batches")
-        val_gen = problem.generator("val-batches")
-        noise_gen = torch.Generator().manual_seed(problem.generator("ift-noise").initial_seed())
-        n_val = min(self.val_batch_size, len(d.y_val))
+        hyper_losses = HyperStepLosses(
+            problem, self.val_batch_size, "ift-train-batches", "ift-noise"
+        )
         stream = trainer.stream
         yield Checkpoint(trainer.params, hparams, step=0, epoch=0.0)
         residuals, val_losses = [], []
@@ -109,18 +105,7 @@ class _Implicit(Method):
                 stream.steps >= self.warmup_steps
                 and (stream.steps - self.warmup_steps) % self.period == 0
             ):
-                x, y = hyper_batches.next()
-                vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
-                # the augmentation noise is fixed within one hyper-step (every HVP sees the same
-                # L_T) and fresh across hyper-steps
-                seed = int(torch.randint(2**62, (), generator=noise_gen))
-
-                def train_loss(w, h, x=x, y=y, seed=seed):
-                    return problem.train_loss(w, h, x, y, make_generator(seed, problem.device))
-
-                def val_loss(w, h, vi=vi):
-                    return problem.val_loss(w, d.x_val[vi], d.y_val[vi])
-
+                train_loss, val_loss = hyper_losses.next()
                 result = implicit_hypergradient(
                     train_loss,
                     val_loss,

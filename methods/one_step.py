@@ -20,7 +20,7 @@ among its implicit-differentiation methods for the same reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -39,12 +39,10 @@ from hgbench.contracts.method import (
     ProbeState,
     register_method,
 )
-from hgbench.contracts.seeding import make_generator
 from hgbench.contracts.task import Problem
+from hgbench.methods._hyperstep import HyperStepLosses, Loss
 from hgbench.numerics.functional import detach, flatten, mixed_vjp
-from hgbench.numerics.training import BatchStream, SGDTrainer
-
-Loss = Callable[[Params, HParams], Tensor]
+from hgbench.numerics.training import SGDTrainer
 
 
 def fd_mixed(train_loss: Loss, params: Params, hparams: HParams, v: Params, r: float) -> HParams:
@@ -128,31 +126,19 @@ class _OneStep(Method):
         return Periodic.steps(problem, self.period)
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
-        d = problem.data
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
         hyper_opt = torch.optim.Adam(list(hparams.values()), lr=self.hyper_lr)
         trainer = SGDTrainer(problem, problem.init_params())
         stream = trainer.stream
-        hyper_batches = BatchStream(problem, problem.task.batch_size, "one-step-train-batches")
-        val_gen = problem.generator("val-batches")
-        noise_gen = torch.Generator().manual_seed(problem.generator("one-step").initial_seed())
-        n_val = min(self.val_batch_size, len(d.y_val))
+        hyper_losses = HyperStepLosses(
+            problem, self.val_batch_size, "one-step-train-batches", "one-step"
+        )
         yield Checkpoint(trainer.params, hparams, step=0, epoch=0.0)
         val_losses = []
         while not budget.finished(stream.epoch):
             trainer.steps(hparams, self.period - stream.steps % self.period, budget)
             if stream.steps % self.period == 0:
-                x, y = hyper_batches.next()
-                vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
-                # one noise draw per hyper-step: every evaluation of L_T in it sees the same
-                seed = int(torch.randint(2**62, (), generator=noise_gen))
-
-                def train_loss(w, h, x=x, y=y, seed=seed):
-                    return problem.train_loss(w, h, x, y, make_generator(seed, problem.device))
-
-                def val_loss(w, h, vi=vi):
-                    return problem.val_loss(w, d.x_val[vi], d.y_val[vi])
-
+                train_loss, val_loss = hyper_losses.next()
                 params = detach(trainer.params)
                 hg = self.estimate(
                     train_loss, val_loss, params, detach(hparams), trainer.lr_at(stream.steps)

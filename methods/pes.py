@@ -38,10 +38,10 @@ from hgbench.contracts.method import (
     register_method,
 )
 from hgbench.contracts.task import Problem
-from hgbench.methods._unrolled import OnlineHyperSteps, steps_left, unrolled_reference
+from hgbench.methods._unrolled import OnlineHyperSteps, next_window, unrolled_reference
 from hgbench.methods.truncated import plain_steps
 from hgbench.numerics.functional import cosine_and_rel_err, detach, flatten
-from hgbench.numerics.training import BatchStream, sgd_momentum_step
+from hgbench.numerics.training import BatchStream, ValBatches, sgd_momentum_step
 
 CHUNK = 64  # particles stepped at once
 
@@ -171,7 +171,6 @@ class PES(Method):
         return Periodic.steps(problem, self.horizon)  # a whole horizon of truncations
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
-        d = problem.data
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
         hyper = OnlineHyperSteps(hparams, self.hyper_lr)
         params = problem.init_params()
@@ -180,8 +179,7 @@ class PES(Method):
         stream = BatchStream(problem, problem.task.batch_size)
         noise = torch.Generator(device=problem.device)
         noise.manual_seed(problem.generator("pes-perturbations").initial_seed())
-        val_gen, aug_gen = problem.generator("val-batches"), problem.generator("augment")
-        n_val = min(self.val_batch_size, len(d.y_val))
+        val, aug_gen = ValBatches(problem, self.val_batch_size), problem.generator("augment")
         since_reset = 0
         yield Checkpoint(params, hparams, step=0, epoch=0.0)
         while not budget.finished(stream.epoch):
@@ -190,8 +188,7 @@ class PES(Method):
                 since_reset = 0
             particles.perturb(hparams, self.sigma, noise)
             lr = problem.lr_at(stream.steps)
-            left = steps_left(budget, stream)
-            batches = [stream.next() for _ in range(min(self.truncation, left or self.truncation))]
+            batches = next_window(stream, budget, self.truncation)
             # the augmentation noise of a step is shared by the particles and the mean
             state = aug_gen.get_state()
             params, velocity = plain_steps(
@@ -200,8 +197,7 @@ class PES(Method):
             aug_gen.set_state(state)
             particles.steps(problem, batches, lr, aug_gen)
             since_reset += len(batches)
-            vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
-            losses = particle_losses(problem, particles, d.x_val[vi], d.y_val[vi])
+            losses = particle_losses(problem, particles, *val.next())
             hg, _ = particles.estimate(losses, self.sigma)
             hyper.step(hg, losses.mean())
             extra = {"pairs": self.n_pairs}

@@ -26,12 +26,12 @@ from hgbench.contracts.task import Problem
 from hgbench.methods._unrolled import (
     OnlineHyperSteps,
     full_batches,
-    steps_left,
+    next_window,
     unrolled_reference,
     zeros_like,
 )
 from hgbench.numerics.functional import detach
-from hgbench.numerics.training import BatchStream, sgd_momentum_step
+from hgbench.numerics.training import BatchStream, ValBatches, sgd_momentum_step
 from hgbench.numerics.unroll import Batch, l2_decay, unrolled_hypergradient
 
 
@@ -108,29 +108,18 @@ class TruncatedBPTT(Method):
         return Periodic.steps(problem, self.horizon)  # one hyper-step per window
 
     def run(self, problem: Problem, budget: Budget) -> Iterator[Checkpoint]:
-        d = problem.data
         params = problem.init_params()
         velocity = zeros_like(params)
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
         hyper = OnlineHyperSteps(hparams, self.hyper_lr)
         stream = BatchStream(problem, problem.task.batch_size)
-        val_gen, aug_gen = problem.generator("val-batches"), problem.generator("augment")
-        n_val = min(self.val_batch_size, len(d.y_val))
+        val, aug_gen = ValBatches(problem, self.val_batch_size), problem.generator("augment")
         yield Checkpoint(params, hparams, step=0, epoch=0.0)
         while not budget.finished(stream.epoch):
             lr = problem.lr_at(stream.steps)
-            left = steps_left(budget, stream)
-            batches = [stream.next() for _ in range(min(self.horizon, left or self.horizon))]
-            vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
+            batches = next_window(stream, budget, self.horizon)
             hg, loss, params, velocity = self._window(
-                problem,
-                params,
-                velocity,
-                detach(hparams),
-                batches,
-                lr,
-                lambda w, h, vi=vi: problem.val_loss(w, d.x_val[vi], d.y_val[vi]),
-                aug_gen,
+                problem, params, velocity, detach(hparams), batches, lr, val.loss(), aug_gen
             )
             hyper.step(hg, loss)
             if (point := hyper.checkpoint(params, stream, budget)) is not None:

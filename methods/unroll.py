@@ -20,7 +20,7 @@ from hgbench.contracts.method import (
 )
 from hgbench.contracts.task import Problem
 from hgbench.methods._unrolled import OnlineHyperSteps
-from hgbench.numerics.training import BatchStream
+from hgbench.numerics.training import BatchStream, ValBatches
 from hgbench.numerics.unroll import l2_decay, unrolled_hypergradient
 
 
@@ -67,18 +67,14 @@ class Unroll(Method):
         hparams = {k: v.requires_grad_(True) for k, v in problem.init_hparams().items()}
         hyper = OnlineHyperSteps(hparams, self.hyper_lr)
         stream = BatchStream(problem, task.batch_size)
-        val_gen = problem.generator("val-batches")
+        val = ValBatches(problem, self.val_batch_size)
         aug_gen = problem.generator("augment")
-        d = problem.data
-        n_val = min(self.val_batch_size, len(d.y_val))
         yield Checkpoint(params, hparams, step=0, epoch=0.0)
         while not budget.finished(stream.epoch):
             batches = [stream.next() for _ in range(self.K)]
-            vi = torch.randint(len(d.y_val), (n_val,), device=problem.device, generator=val_gen)
-            xv, yv = d.x_val[vi], d.y_val[vi]
             hg, val_loss, params, velocity = unrolled_hypergradient(
                 problem.data_loss,  # weight decay applied in the step: l2_decay
-                lambda w, h, xv=xv, yv=yv: problem.val_loss(w, xv, yv),
+                val.loss(),
                 params,
                 velocity,
                 {k: v.detach() for k, v in hparams.items()},

@@ -26,6 +26,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -279,22 +280,32 @@ def subset_arch(n_labelled: int) -> Arch:
     return Arch.FIXUP_WRN16_4 if n_labelled == N_TRAIN else Arch.FIXUP_RESNET8
 
 
+def subset_protocol(size: str) -> dict[str, Any]:
+    """The training of a subset under the authors' protocol (tasks/cifar10_protocol.py): its
+    architecture, epochs and evaluation cadence, and the protocol's batch size, learning rate and
+    momentum. The plain and the transformed (lila) tasks of a subset share it."""
+    epochs = EPOCHS[size]
+    return {
+        "arch": subset_arch(SUBSETS[size]),
+        "epochs": epochs,
+        "eval_every": eval_every(epochs),
+        "batch_size": BATCH_SIZE,
+        "lr": LR,
+        "momentum": MOMENTUM,
+    }
+
+
 for _size, _n in SUBSETS.items():
     for _aug in Augmentation:
-        _arch = subset_arch(_n)
+        _protocol = subset_protocol(_size)
         register_task(
             Cifar10Task(
                 name=f"cifar10_{_size}_{_aug}",
                 description=f"CIFAR-10 {_size} labelled images (90/10 train/val), augmentation "
-                f"{_aug}, {_arch.value.replace('_', ' ')}, {EPOCHS[_size]} epochs",
+                f"{_aug}, {_protocol['arch'].value.replace('_', ' ')}, {EPOCHS[_size]} epochs",
                 n_labelled=_n,
                 augmentation=_aug,
-                arch=_arch,
-                epochs=EPOCHS[_size],
-                eval_every=eval_every(EPOCHS[_size]),
-                batch_size=BATCH_SIZE,
-                lr=LR,
-                momentum=MOMENTUM,
                 tags=("cifar10",),
+                **_protocol,
             )
         )

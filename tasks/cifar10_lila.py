@@ -34,15 +34,13 @@ from hgbench.contracts.seeding import derive_seed, make_generator
 from hgbench.contracts.task import Splits, register_task
 from hgbench.numerics.augment import AFFINE_NAMES, affine
 from hgbench.tasks.cifar10 import (
-    EPOCHS,
     N_TEST,
     N_TRAIN,
     SUBSETS,
     Augmentation,
     Cifar10Task,
-    subset_arch,
+    subset_protocol,
 )
-from hgbench.tasks.cifar10_protocol import BATCH_SIZE, LR, MOMENTUM, eval_every
 
 TRANSFORM_CHUNK = 4096  # images resampled at once (bounds the sampling grid's memory)
 
@@ -130,21 +128,16 @@ class TransformedCifar10Task(Cifar10Task):
 for _transform in Transform:
     for _size, _n in SUBSETS.items():
         for _aug in (Augmentation.NONE, Augmentation.LEARNED_AFFINE):
-            _arch = subset_arch(_n)
+            _protocol = subset_protocol(_size)
             register_task(
                 TransformedCifar10Task(
                     name=f"lila_cifar10_{_transform}_{_size}_{_aug}",
                     description=f"CIFAR-10 {_size}, every image {_transform}-transformed (lila), "
-                    f"augmentation {_aug}, {_arch.value.replace('_', ' ')}",
+                    f"augmentation {_aug}, {_protocol['arch'].value.replace('_', ' ')}",
                     n_labelled=_n,
                     augmentation=_aug,
-                    arch=_arch,
                     transform=_transform,
-                    epochs=EPOCHS[_size],
-                    eval_every=eval_every(EPOCHS[_size]),
-                    batch_size=BATCH_SIZE,
-                    lr=LR,
-                    momentum=MOMENTUM,
                     tags=("cifar10-lila",),
+                    **_protocol,
                 )
             )

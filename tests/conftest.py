@@ -1,4 +1,5 @@
-"""Shared fixtures: shortened tasks, and the command line run in-process or as a subprocess."""
+"""Shared fixtures: shortened tasks, the command line run in-process or as a subprocess, and
+executors stubbed out for checks that must stop before any work."""
 
 from __future__ import annotations
 
@@ -99,3 +100,21 @@ def register_test_method() -> Iterator[Callable[[type], str]]:
     yield register
     for name in added:
         METHODS._items.pop(name, None)
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Replaces the executors' `run` with a stub that records its calls (the number of cells of
+    each), for checks that must stop before any work whatever the engine does (an accepted bad
+    value cannot hang or slow the test)."""
+    from hgbench.engine.executors import LocalExecutor, RayExecutor
+
+    calls: list[int] = []
+
+    def stub(self, cells) -> dict[str, int]:
+        calls.append(len(cells))
+        return {"ok": len(cells)}
+
+    for executor in (LocalExecutor, RayExecutor):
+        monkeypatch.setattr(executor, "run", stub)
+    return calls

@@ -82,24 +82,6 @@ def test_list_unknown_kind_exits_2(cli: Cli) -> None:
     assert len(res.err.strip().splitlines()) == 1
 
 
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Replaces the executors' `run` with a stub that records its calls, for checks that must
-    stop before any work whatever the engine does (an accepted bad value cannot hang or slow
-    the test)."""
-    from hgbench.engine.executors import LocalExecutor, RayExecutor
-
-    calls: list[int] = []
-
-    def stub(self, cells) -> dict[str, int]:
-        calls.append(len(cells))
-        return {"ok": len(cells)}
-
-    for executor in (LocalExecutor, RayExecutor):
-        monkeypatch.setattr(executor, "run", stub)
-    return calls
-
-
 # --- usage errors: before any work, nothing written -------------------------------------------
 @pytest.mark.parametrize("mode", ["run", "probe"])
 @pytest.mark.parametrize(

@@ -52,21 +52,6 @@ def _call(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Outcome:
     return Outcome(code, captured.err, captured.out)
 
 
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from hgbench.engine.executors import LocalExecutor, RayExecutor
-
-    calls: list[int] = []
-
-    def stub(self, cells) -> dict[str, int]:
-        calls.append(len(cells))
-        return {}
-
-    for executor in (LocalExecutor, RayExecutor):
-        monkeypatch.setattr(executor, "run", stub)
-    return calls
-
-
 # --- flags ----------------------------------------------------------------------------------------
 NUMERIC_FLAGS = {
     "run": ["--budget-s", "--timeout-s", "--threads", "--seeds", "--retries"],
@@ -174,23 +159,23 @@ def test_bad_set_items_exit_2_or_are_valid(capsys, no_work, tmp_path_factory, ke
 
 
 # --- damaged results files ------------------------------------------------------------------------
+# the run the damaged stores hold (four cells), without its --out
+STORED_RUN = [
+    "run",
+    *BASE,
+    "--methods",
+    "fixed,ift_neumann",
+    "--seeds",
+    "0,1",
+    "--set",
+    "task.epochs=1",
+]
+
+
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("stored")
-    code = main(
-        [
-            "run",
-            *BASE,
-            "--methods",
-            "fixed,ift_neumann",
-            "--seeds",
-            "0,1",
-            "--set",
-            "task.epochs=1",
-            "--out",
-            str(out),
-        ]
-    )
+    code = main([*STORED_RUN, "--out", str(out)])
     assert code == 0
     return out
 
@@ -257,21 +242,7 @@ def test_damaged_results_never_crash_a_reader(
             assert "a cell's final row" in res.out + res.err  # counted as unreadable
     if how == "no_status":
         assert "final row is unreadable" in _call(capsys, ["check", str(out)]).out
-    res = _call(
-        capsys,
-        [
-            "run",
-            *BASE,
-            "--methods",
-            "fixed,ift_neumann",
-            "--seeds",
-            "0,1",
-            "--set",
-            "task.epochs=1",
-            "--out",
-            str(out),
-        ],
-    )
+    res = _call(capsys, [*STORED_RUN, "--out", str(out)])  # the stored run again: a resume
     assert res.code == 0, res.err
     after = results.read_bytes()
     # a resume appends (and moves a torn last line aside): what was stored stays as it was

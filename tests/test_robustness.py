@@ -24,22 +24,6 @@ def _finals(path: Path) -> list[dict]:
     return [r for r in read_rows(path) if r["final"]]
 
 
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Executors that record their calls instead of working."""
-    from hgbench.engine.executors import LocalExecutor, RayExecutor
-
-    calls: list[int] = []
-
-    def stub(self, cells) -> dict[str, int]:
-        calls.append(len(cells))
-        return {}
-
-    for executor in (LocalExecutor, RayExecutor):
-        monkeypatch.setattr(executor, "run", stub)
-    return calls
-
-
 # --- output directories ---------------------------------------------------------------------------
 def test_out_that_is_a_file_exits_2_before_work(cli, no_work, tmp_path: Path) -> None:
     target = tmp_path / "file"

@@ -7,7 +7,7 @@ torch.optim.SGD's convention: v ← μ v + g, w ← w − α v.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -54,6 +54,29 @@ class BatchStream:
     @property
     def at_epoch_end(self) -> bool:
         return self.steps % self.steps_per_epoch == 0
+
+
+class ValBatches:
+    """Validation minibatches for the hyper-steps of the joint loops: `size` indices (at most the
+    validation set's size) drawn with replacement from the task's "val-batches" stream, so every
+    method of a (task, seed) draws the same sequence."""
+
+    def __init__(self, problem: Problem, size: int) -> None:
+        self.problem = problem
+        self.generator = problem.generator("val-batches")
+        self.size = min(size, len(problem.data.y_val))
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        d = self.problem.data
+        vi = torch.randint(
+            len(d.y_val), (self.size,), device=self.problem.device, generator=self.generator
+        )
+        return d.x_val[vi], d.y_val[vi]
+
+    def loss(self) -> Callable[[Params, HParams | None], Tensor]:
+        """The validation loss on the next minibatch, as a function of (params, hparams)."""
+        x, y = self.next()
+        return lambda w, h: self.problem.val_loss(w, x, y)
 
 
 class SGDTrainer:
