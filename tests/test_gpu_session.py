@@ -38,3 +38,22 @@ def test_the_smoke_session_runs_every_part_and_packs_its_tables(tmp_path: Path) 
     found = json.loads((tmp_path / "x/gpu_session/packing_runs/packing.json").read_text())
     assert [t["pack"] for t in found["table"]] == [1, 2]
     assert found["table"][0]["slowdown_median"] == 1.0
+
+
+SLICE_MIB = 11.9  # docs/gpu.md's slice (cifar10_1k_*, seeds 0-2, the whole test set)
+CARRY_LIMIT_MIB = 64  # what a lent GPU machine takes: the checkout's files and the carried paths
+
+
+def test_the_checkout_and_the_cifar_slice_fit_what_a_lent_machine_takes() -> None:
+    """The prepared GPU commands carry the CIFAR-10 slice beside the checkout's tracked files; if
+    the reference reports grow past what leaves room for it, the GPU run cannot start."""
+    root = SCRIPT.parents[1]
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    files = [root / f for f in listed.stdout.decode().split("\0") if f]
+    tracked = sum(f.stat().st_size for f in files if f.is_file()) / 2**20
+    assert tracked + SLICE_MIB < CARRY_LIMIT_MIB - 2, (
+        f"tracked files {tracked:.1f} MiB + the slice {SLICE_MIB} MiB leave under 2 MiB of the "
+        f"{CARRY_LIMIT_MIB} MiB a lent GPU machine takes"
+    )
