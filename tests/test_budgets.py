@@ -5,6 +5,7 @@ rows built by hand and on a tiny real run."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pandas as pd
@@ -285,3 +286,48 @@ def test_readme_reads_time_v_and_uptime_logs() -> None:
         ("13:52:17", 1.09),
         ("13:52:17", 3.5),
     ]
+
+
+def test_splice_replaces_one_methods_rows_in_place_and_keeps_the_rest_byte_for_byte() -> None:
+    from hgbench.budgets.splice import splice
+    from hgbench.contracts.errors import UsageError
+
+    def line(method: str, seed: int, runs: int, cell: str, step: int) -> bytes:
+        row = {"task": "t", "method": method, "seed": seed, "budget_runs": runs}
+        return json.dumps({**row, "setting": "default", "cell": cell, "step": step}).encode()
+
+    study = [
+        line("fixed", 0, 1, "f0", 0),
+        line("laplace_full", 0, 1, "old0", 0),
+        line("laplace_full", 0, 1, "old0", 1),
+        line("soba", 0, 1, "s0", 0),
+        line("laplace_full", 0, 3, "old3", 0),
+        line("fixed", 1, 1, "f1", 0),
+    ]
+    rerun = [
+        line("laplace_full", 0, 3, "new3", 0),
+        *(line("laplace_full", 0, 1, "new0", s) for s in range(3)),
+    ]
+    out, counts = splice(study, rerun, {"laplace_full"})
+    assert [json.loads(x)["cell"] for x in out] == [
+        "f0",
+        "new0",
+        "new0",
+        "new0",
+        "s0",
+        "new3",
+        "f1",
+    ]
+    assert [x for x in out if b"laplace_full" not in x] == [study[0], study[3], study[5]]
+    assert counts == {
+        "dropped_rows": 3,
+        "dropped_cells": 2,
+        "inserted_rows": 4,
+        "inserted_cells": 2,
+    }
+    with pytest.raises(UsageError, match="no cell"):  # an old cell the rerun lacks: rows lost
+        splice(study, rerun[1:], {"laplace_full"})
+    with pytest.raises(UsageError, match="lacks"):
+        splice(study, [*rerun, line("laplace_full", 2, 1, "new", 0)], {"laplace_full"})
+    with pytest.raises(UsageError, match="soba"):
+        splice(study, [*rerun, line("soba", 0, 1, "x", 0)], {"laplace_full"})
