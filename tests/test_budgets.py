@@ -125,6 +125,28 @@ def test_online_method_retrains_only_when_a_run_is_left() -> None:
     assert "retrained" not in last.extra and last.epoch <= problem.task.epochs
 
 
+@pytest.mark.parametrize("retrain_wins", [False, True])
+def test_retrain_row_says_which_checkpoint_it_keeps(retrain_wins: bool, monkeypatch) -> None:
+    """laplace_full's joint run ends on its best-marglik checkpoint: where the retrain loses,
+    the row that keeps the joint result is still that checkpoint (`checkpoint: best_marglik`),
+    with its params; where the retrain wins, the row is the retrain's current state."""
+    from hgbench.budgets import spend
+    from hgbench.contracts.schema import CheckpointKind
+
+    losses = iter([0.0, 1.0] if retrain_wins else [1.0, 0.0])  # retrained first, then joint
+    monkeypatch.setattr(spend, "_val_loss", lambda problem, params: next(losses))
+    problem = _problem("digits_mlp", epochs=2)
+    method = Budgeted("laplace_full", {"frequency": 1, "hypersteps": 2}, runs=3)
+    method.setup(problem)
+    ckpts = list(method.run(problem, Budget(2, None, lambda: 0.0)))
+    joint, last = ckpts[-2], ckpts[-1]
+    assert joint.kind == CheckpointKind.BEST_MARGLIK
+    assert last.extra["retrained"] == float(retrain_wins)
+    kept_joint = all(torch.equal(v, joint.params[k]) for k, v in last.params.items())
+    assert kept_joint is not retrain_wins
+    assert last.kind == (CheckpointKind.CURRENT if retrain_wins else CheckpointKind.BEST_MARGLIK)
+
+
 def _rows(records: list[tuple]) -> pd.DataFrame:
     cols = ["task", "method", "budget_runs", "setting", "seed", "test_nll", "val_loss", "tse"]
     df = pd.DataFrame(records, columns=cols)
