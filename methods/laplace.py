@@ -195,7 +195,8 @@ class LaplaceNTK(Method):
     `frequency` epochs `hypersteps` Adam steps, each on the next block (the epochs counted as
     ntk-marglik's code counts them: after epoch e, from 1, with e % frequency == 0 and
     e ≥ burnin; that code keeps no best-marglik checkpoint and returns the last state, and so
-    does this method). Blocks are evaluated
+    does this method: no `best_checkpoint`, every row `checkpoint: current`;
+    tests/test_cifar10_protocol.py pins both). Blocks are evaluated
     with `structure` (`kernel`: the weighted NTK; or full, blockdiag, kron, diag) and output
     split `split` (none, independent, single, single_iid); blocks come from a fresh `partition`
     (random, or grouped by class) of all N points each pass over the data.

@@ -5,6 +5,7 @@ rows built by hand and on a tiny real run."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pandas as pd
@@ -122,6 +123,28 @@ def test_online_method_retrains_only_when_a_run_is_left() -> None:
     # the joint run took the whole budget: no retrain
     last = list(spent.run(problem, Budget(2, None, lambda: 1e9)))[-1]
     assert "retrained" not in last.extra and last.epoch <= problem.task.epochs
+
+
+@pytest.mark.parametrize("retrain_wins", [False, True])
+def test_retrain_row_says_which_checkpoint_it_keeps(retrain_wins: bool, monkeypatch) -> None:
+    """laplace_full's joint run ends on its best-marglik checkpoint: where the retrain loses,
+    the row that keeps the joint result is still that checkpoint (`checkpoint: best_marglik`),
+    with its params; where the retrain wins, the row is the retrain's current state."""
+    from hgbench.budgets import spend
+    from hgbench.contracts.schema import CheckpointKind
+
+    losses = iter([0.0, 1.0] if retrain_wins else [1.0, 0.0])  # retrained first, then joint
+    monkeypatch.setattr(spend, "_val_loss", lambda problem, params: next(losses))
+    problem = _problem("digits_mlp", epochs=2)
+    method = Budgeted("laplace_full", {"frequency": 1, "hypersteps": 2}, runs=3)
+    method.setup(problem)
+    ckpts = list(method.run(problem, Budget(2, None, lambda: 0.0)))
+    joint, last = ckpts[-2], ckpts[-1]
+    assert joint.kind == CheckpointKind.BEST_MARGLIK
+    assert last.extra["retrained"] == float(retrain_wins)
+    kept_joint = all(torch.equal(v, joint.params[k]) for k, v in last.params.items())
+    assert kept_joint is not retrain_wins
+    assert last.kind == (CheckpointKind.CURRENT if retrain_wins else CheckpointKind.BEST_MARGLIK)
 
 
 def _rows(records: list[tuple]) -> pd.DataFrame:
@@ -294,3 +317,48 @@ def test_readme_reads_time_v_and_uptime_logs() -> None:
         ("13:52:17", 1.09),
         ("13:52:17", 3.5),
     ]
+
+
+def test_splice_replaces_one_methods_rows_in_place_and_keeps_the_rest_byte_for_byte() -> None:
+    from hgbench.budgets.splice import splice
+    from hgbench.contracts.errors import UsageError
+
+    def line(method: str, seed: int, runs: int, cell: str, step: int) -> bytes:
+        row = {"task": "t", "method": method, "seed": seed, "budget_runs": runs}
+        return json.dumps({**row, "setting": "default", "cell": cell, "step": step}).encode()
+
+    study = [
+        line("fixed", 0, 1, "f0", 0),
+        line("laplace_full", 0, 1, "old0", 0),
+        line("laplace_full", 0, 1, "old0", 1),
+        line("soba", 0, 1, "s0", 0),
+        line("laplace_full", 0, 3, "old3", 0),
+        line("fixed", 1, 1, "f1", 0),
+    ]
+    rerun = [
+        line("laplace_full", 0, 3, "new3", 0),
+        *(line("laplace_full", 0, 1, "new0", s) for s in range(3)),
+    ]
+    out, counts = splice(study, rerun, {"laplace_full"})
+    assert [json.loads(x)["cell"] for x in out] == [
+        "f0",
+        "new0",
+        "new0",
+        "new0",
+        "s0",
+        "new3",
+        "f1",
+    ]
+    assert [x for x in out if b"laplace_full" not in x] == [study[0], study[3], study[5]]
+    assert counts == {
+        "dropped_rows": 3,
+        "dropped_cells": 2,
+        "inserted_rows": 4,
+        "inserted_cells": 2,
+    }
+    with pytest.raises(UsageError, match="no cell"):  # an old cell the rerun lacks: rows lost
+        splice(study, rerun[1:], {"laplace_full"})
+    with pytest.raises(UsageError, match="lacks"):
+        splice(study, [*rerun, line("laplace_full", 2, 1, "new", 0)], {"laplace_full"})
+    with pytest.raises(UsageError, match="soba"):
+        splice(study, [*rerun, line("soba", 0, 1, "x", 0)], {"laplace_full"})

@@ -1,5 +1,6 @@
 """The authors' CIFAR-10 protocol as the tasks' defaults, the reference grid suite, laplace_ntk's
-epoch cadence, and the grid report's sanity bar and "not run yet" listing on synthetic rows."""
+epoch cadence and its last-state result (as ntk-marglik's code), and the grid report's sanity bar
+and "not run yet" listing on synthetic rows."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from hgbench.contracts.method import METHODS, Budget
-from hgbench.contracts.schema import RESULTS_FILE
+from hgbench.contracts.schema import RESULTS_FILE, CheckpointKind
 from hgbench.contracts.suites import SUITES
 from hgbench.contracts.task import TASKS, LRSchedule
 from hgbench.engine.plugins import load_plugins
@@ -124,6 +125,37 @@ def test_laplace_ntk_epoch_cadence_takes_its_hypersteps_after_burn_in() -> None:
     assert not torch.equal(next(iter(moved[-1].values())), torch.tensor(task.log_wd_init))
     with pytest.raises(ValueError, match="hypersteps"):
         METHODS["laplace_ntk"](hypersteps=0)
+
+
+def test_laplace_ntk_returns_the_last_state_as_ntk_marglik_does() -> None:
+    """ntk-marglik's `marglik_optimization` keeps no best-marglik checkpoint (it returns the
+    model and prior of its last epoch), unlike laplace-torch's `marglik_training`, whose
+    checkpoint `laplace_full` keeps: `laplace_ntk` reports the last state, on a run whose best
+    −log q / N is not its last, and has no setting that would turn a checkpoint on."""
+    task = dataclasses.replace(TASKS["digits_mlp"], hidden=(8,), n_train=40, n_val=10)
+    problem = task.build(0, "cpu", torch.float64)
+    method = METHODS["laplace_ntk"](
+        block_size=16, burnin=2, frequency=2, hypersteps=3, hyper_lr=1.0
+    )
+    assert "best_checkpoint" not in {f.name for f in dataclasses.fields(method)}
+    rows = []  # the run trains its tensors in place: each checkpoint is copied as it comes
+    copy = lambda d: {k: v.detach().clone() for k, v in d.items()}  # noqa: E731
+    for last in method.run(problem, Budget(epochs=8, seconds=None)):
+        rows.append(
+            (round(last.epoch), last.objective, last.kind, *map(copy, (last.params, last.hparams)))
+        )
+    objective = {e: o for e, o, *_ in rows if o is not None}
+    assert sorted(objective) == [2, 4, 6, 8]  # phases after epochs 2, 4, 6 and 8
+    best = min(objective, key=objective.__getitem__)
+    assert best != 8, "the run must have its best −log q before its last phase"
+    assert all(kind == CheckpointKind.CURRENT for _, _, kind, _, _ in rows)
+    epoch, _, _, params, hparams = rows[-1]
+    assert epoch == 8  # the last row is the end of training, with the state after its last phase
+    for k, v in hparams.items():  # the live tensors, after the run: nothing moved them since
+        assert torch.equal(v, last.hparams[k].detach())
+    at_best = next(r for r in rows if r[0] == best)
+    assert any(not torch.equal(v, at_best[4][k]) for k, v in hparams.items())
+    assert any(not torch.equal(v, at_best[3][k]) for k, v in params.items())
 
 
 # --- the report's sanity bar and grid listing, on synthetic rows ------------------------------

@@ -13,6 +13,7 @@ import torch
 from hgbench.budgets.kinds import Kind, kind_of
 from hgbench.budgets.search import STRATEGY_OF, FullTrialSearch
 from hgbench.contracts.method import METHODS, Budget, Checkpoint, Method
+from hgbench.contracts.schema import CheckpointKind
 from hgbench.contracts.task import Problem
 from hgbench.engine.calibration import step_time
 from hgbench.numerics.functional import detach
@@ -100,4 +101,7 @@ class Budgeted(Method):
             epoch=last.epoch + epochs,
             objective=last.objective,
             extra={"retrained": float(keep is retrained)},
+            # the joint run's result keeps its own kind (laplace_full's best-marglik state is
+            # not the state where training ended); a retrain is its current state
+            kind=CheckpointKind.CURRENT if keep is retrained else last.kind,
         )
