@@ -139,7 +139,7 @@ class Run:
     clock: str
     load_start: float
     load_end: float
-    models: int
+    models: int  # the models with rows
     when: str  # the first and last `date` lines, where the log has them
     machine: str | None  # the CPU's name and cores, where the log has them
 
@@ -162,7 +162,7 @@ def parse(text: str) -> Run:
             seen.setdefault(
                 (part, case, peer), Line(part, case, peer, (f[2], f[3], f[4]), mem, agrees and ran)
             )
-        elif m := _START.match(line):
+        elif (m := _START.match(line)) and start is None:  # the first pass's header
             start = m
         elif m := _END.match(line):
             end = m
@@ -171,8 +171,8 @@ def parse(text: str) -> Run:
         elif _DATE.match(line):
             when = datetime.strptime(" ".join(line.split()), "%a %b %d %H:%M:%S %Z %Y")
             dates.append(when.strftime("%Y-%m-%d %H:%M") + " " + line.split()[-2])
-    if start is None or end is None:
-        raise ValueError("not a family run of peers.py: no 'torch ...' header or 'The family' line")
+    if start is None:
+        raise ValueError("not a run of peers.py: no 'torch ...' header line")
     when = f"{dates[0]} – {dates[-1].split(' ')[1]}" if len(dates) >= 2 else "date not recorded"
     return Run(
         list(seen.values()),
@@ -183,8 +183,8 @@ def parse(text: str) -> Run:
         int(start.group(5)),
         start.group(6),
         float(start.group(7)),
-        float(end.group(2)),
-        int(end.group(1)),
+        float(end.group(2)) if end else float("nan"),  # nan: cut before its end
+        len({line.case.split(" ")[0] for line in seen.values()}),
         when,
         machine,
     )
@@ -210,16 +210,22 @@ _HEAD = (
 
 
 def family_table(text: str) -> dict[str, list[str]]:
-    """The family table a run printed at its end (summarize's, from the rows at full precision,
-    where a printed row has its ratios to 2 decimals), per contest its cells."""
+    """The family tables a run printed (summarize's, from the rows at full precision, where a
+    printed row has its ratios to 2 decimals), per contest its cells; a log of several passes
+    (benchmarks/gpu_peers.sh) has one table per pass, and a pass cut short none: its contests
+    are summarized from its printed rows instead."""
     lines = text.splitlines()
-    start = max(i for i, line in enumerate(lines) if line.strip() == _HEAD)
     out = {}
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
+    for line in summarize(parse(text).lines).splitlines()[2:]:  # the fallback, from the rows
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         out[cells[0]] = cells[1:]
+    heads = [i for i, line in enumerate(lines) if line.strip() == _HEAD]
+    for start in heads:
+        for line in lines[start + 2 :]:
+            if not line.startswith("|"):
+                break
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            out[cells[0]] = cells[1:]
     return out
 
 
@@ -231,6 +237,9 @@ def goals_table(table: dict[str, list[str]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for label, key, figure, goal in GOALS:
+        if key not in table:  # a pass cut short before this contest ran
+            out.append(f"| {label} | ≤ {goal:.1f} | not run | | | |")
+            continue
         _, median, worst, model, mem_median, mem_worst = table[key]
         if figure == "time":
             model = "`" + model.split(" (")[0] + "`"
