@@ -4,7 +4,7 @@
 # no network, so the peers (higher, torchopt, laplace-torch, BackPACK, Curvlinops and what they
 # need that its image lacks) come as wheels from the git-ignored folder .wheels/:
 #
-#   bash benchmarks/gpu_peers.sh --fetch    # here, with PyPI: fill .wheels/ (1.7 MB), which runs
+#   bash benchmarks/gpu_peers.sh --fetch    # here, with PyPI: fill .wheels/ (about 2 MB), which runs
 #       python -m pip download --no-deps --only-binary=:all: --implementation cp \
 #           --python-version V --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #           --platform manylinux2014_x86_64 -d .wheels $WHEELS
