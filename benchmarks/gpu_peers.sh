@@ -134,3 +134,4 @@ log "pass 2 ended with status ${PIPESTATUS[0]}"
 { date; uptime || cat /proc/loadavg; } >>"$RAW"
 "$PYTHON" benchmarks/peers_summary.py "$RAW" --out "$OUT/summary.md" || log "no summary"
 log "done"
+sleep 1  # tee (the log) drains before the call returns
