@@ -15,6 +15,7 @@ computed in float64: a cross-check that both compute the same quantity.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from argparse import Namespace
@@ -60,7 +61,8 @@ def hgbench_hypergradient(params, hparams, train_loss, val_loss, iterations: int
     return implicit_hypergradient(train_loss, val_loss, params, hparams, solver).hypergradient
 
 
-def torchopt_hypergradient(params, hparams, train_loss, val_loss, iterations: int):
+def torchopt_hypergradient(params, hparams, train_loss, val_loss, iterations: int, wrap=None):
+    """torchopt's custom_root with solve_cg; `wrap` (peers_counts.py) wraps its solver."""
     import torchopt
 
     names, hnames = list(params), list(hparams)
@@ -71,6 +73,7 @@ def torchopt_hypergradient(params, hparams, train_loss, val_loss, iterations: in
         return torch.func.grad(lambda ww: train_loss(dict(zip(names, ww, strict=True)), hd))(w)
 
     solve = torchopt.linear_solve.solve_cg(maxiter=iterations, rtol=0.0, atol=0.0)
+    solve = wrap(solve) if wrap is not None else solve
 
     @torchopt.diff.implicit.custom_root(optimality, argnums=1, solve=solve)
     def inner(w, h):
@@ -114,29 +117,37 @@ def measure(task_name: str, device: str, iterations: int, repeats: int, batch: i
     }
 
 
-def peer_rows(
-    name: str, device: torch.device, dtype: torch.dtype, rounds: int, iterations: int = 20
-):
-    """peers.py's rows: CG-`iterations` on one of its models, a training and a validation batch
-    of the model's batch size at its initial params."""
+def peer_case(name: str, device: torch.device, dt: torch.dtype, calls=None):
+    """One of peers.py's models at its initial params, a training and a validation batch of the
+    model's batch size, its losses (hgbench's own penalty in the training loss, as its tasks'
+    train_loss adds it); `calls` (a Counter) tallies the losses' calls."""
     import torch.nn.functional as F
     from torch.func import functional_call
 
     from hgbench.contracts.hparams import l2_penalty
 
-    def case(dt: torch.dtype):
-        model = build(name, device, dt)
-        x, y, xv, yv = digits(batch_of(name), batch_of(name), device, dt)
-        params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    model = build(name, device, dt)
+    x, y, xv, yv = digits(batch_of(name), batch_of(name), device, dt)
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
 
-        def train_loss(w, h):  # hgbench's own penalty, as its tasks' train_loss adds it
-            return F.cross_entropy(functional_call(model, w, (x,)), y) + l2_penalty(w, h)
+    def train_loss(w, h):
+        if calls is not None:
+            calls["training-loss graph"] += 1
+        return F.cross_entropy(functional_call(model, w, (x,)), y) + l2_penalty(w, h)
 
-        def val_loss(w, h):
-            return F.cross_entropy(functional_call(model, w, (xv,)), yv)
+    def val_loss(w, h):
+        if calls is not None:
+            calls["validation loss"] += 1
+        return F.cross_entropy(functional_call(model, w, (xv,)), yv)
 
-        return params, log_wd(model), train_loss, val_loss
+    return params, log_wd(model), train_loss, val_loss
 
+
+def peer_rows(
+    name: str, device: torch.device, dtype: torch.dtype, rounds: int, iterations: int = 20
+):
+    """peers.py's rows: CG-`iterations` on one of its models (`peer_case`)."""
+    case = functools.partial(peer_case, name, device)
     p64, h64, tl64, vl64 = case(torch.float64)
     ours = hgbench_hypergradient(p64, h64, tl64, vl64, iterations)
     theirs = torchopt_hypergradient(p64, h64, tl64, vl64, iterations)

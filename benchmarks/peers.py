@@ -23,6 +23,8 @@ iterations
   (benchmarks/laplace_vs_laplace_torch.py).
 - tse: each hypergradient in training-step equivalents beside its operation count
   (benchmarks/hypergradient_cost.py).
+- counts: what each side of the unroll and IFT contests runs and keeps, counted (aten ops,
+  FLOPs, host reads, saved tensors by op, HVPs; deterministic: benchmarks/peers_counts.py).
 
 Every pair is first checked for agreement in float64 (relative error of the hypergradient, or of
 the value and its gradient); a peer that disagrees is listed but is no baseline. Timings are in
@@ -41,6 +43,7 @@ from __future__ import annotations
 import hypergradient_cost  # benchmarks/ is on sys.path
 import ift_vs_torchopt
 import laplace_vs_laplace_torch
+import peers_counts
 import unroll_vs_higher
 from peers_cli import run
 from peers_common import Part
@@ -51,6 +54,7 @@ PARTS: dict[str, Part] = {
     "ift": ift_vs_torchopt.PART,
     "laplace": laplace_vs_laplace_torch.PART,
     "tse": hypergradient_cost.PART,
+    "counts": peers_counts.PART,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import warnings
 from collections.abc import Mapping
 
@@ -20,6 +21,17 @@ from peers_summary import summarize
 
 from hgbench.engine.extras import exit_unless
 from hgbench.engine.memory import limit_address_space
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux; platform's guess elsewhere)."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def run(argv: list[str] | None, parts: Mapping[str, Part], description: str) -> None:
@@ -81,6 +93,7 @@ def run(argv: list[str] | None, parts: Mapping[str, Part], description: str) -> 
         f"{args.rounds} alternating rounds, {chosen.value} clock, load average "
         f"{os.getloadavg()[0]:.2f} at the start"
     )
+    print(f"machine: {_cpu_name()}, {os.cpu_count()} CPU cores")  # peers_summary.py reads it
     rows: list[Row] = []
     for name in models:
         for p in chosen_parts:

@@ -63,6 +63,10 @@ def cg(
 ) -> Solver:
     """Conjugate gradient from x = 0: at most `iterations` matvecs, or until residual < tol.
 
+    With tol = 0 (a fixed number of steps, as the IFT methods and peers.py's contest run it) no
+    value is read back to the host inside the loop, so on a GPU the steps queue without a
+    synchronisation each; tol > 0 reads the residual's norm once per step to stop early.
+
     With `report_residual` the true residual is computed with one more matvec (the recursive one
     drifts in finite precision); without, the recursive residual is reported for free.
 
@@ -84,16 +88,34 @@ def cg(
         p = r.clone()
         rr = r @ r
         b_norm = b.norm().clamp_min(torch.finfo(b.dtype).tiny)
-        k = 0
-        while k < iterations and rr.sqrt() > tol * b_norm:
-            ap = matvec(p)
-            alpha = rr / (p @ ap)
-            x = x + alpha * p
-            r = r - alpha * ap
-            rr_new = r @ r
-            p = r + (rr_new / rr) * p
-            rr = rr_new
-            k += 1
+        if tol > 0:  # stop early: reads ‖r‖ back each iteration (a host-device sync on a GPU)
+            k = 0
+            while k < iterations and rr.sqrt() > tol * b_norm:
+                ap = matvec(p)
+                alpha = rr / (p @ ap)
+                x = x + alpha * p
+                r = r - alpha * ap
+                rr_new = r @ r
+                p = r + (rr_new / rr) * p
+                rr = rr_new
+                k += 1
+        else:  # a fixed number of steps: nothing read back inside the loop (no sync per step)
+            # Where the residual is exactly 0 (b = 0, or an exact solve in fewer steps) the
+            # early-stop loop above stops; here the steps go on with α = β = 0, which leaves x
+            # as it is, where rr / pᵀAp would be 0/0. With rr > 0 the where() picks the same
+            # values as above: the iterates are bit-identical. `active` counts the real steps.
+            active = torch.zeros((), dtype=torch.long, device=b.device)
+            for _ in range(iterations):
+                ap = matvec(p)
+                live = rr > 0
+                alpha = torch.where(live, rr / (p @ ap), 0.0)
+                x = x + alpha * p
+                r = r - alpha * ap
+                rr_new = r @ r
+                p = r + torch.where(live, rr_new / rr, 0.0) * p
+                rr = rr_new
+                active = active + live
+            k = int(active)  # one read, after the loop
         res = _relative_residual(matvec, x, b) if report_residual else float(rr.sqrt() / b_norm)
         return Solution(x, res, k)
 
