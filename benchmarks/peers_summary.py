@@ -6,7 +6,8 @@ the rows of a run; `parse` reads them back from what peers.py printed (a committ
 reports/peers/family_after.txt), and `main` writes the README's speed table from such a log:
 
     python benchmarks/peers_summary.py reports/peers/family_after.txt \\
-        --before reports/peers/family_before.txt --machine "a shared 2-core x86_64 VM (the log does not name its CPU)"
+        --before reports/peers/family_before.txt \\
+        --machine "a shared 2-core x86_64 VM (the log does not name its CPU)"
 
 (the two committed logs predate peers.py's `machine:` line, hence --machine).
 """
