@@ -197,27 +197,16 @@ class Cifar10Task(Task):
                     f"{fewest} of class {data.classes[int(counts.argmin())]!r}"
                 )
 
-    def split_indices(self, train_y: Tensor, test_y: Tensor, seed: int) -> dict[str, Tensor]:
-        """The images a seed's cell uses, by index in CIFAR-10's training set (`train`, `val`)
-        and test set (`test`): chosen from the labels alone, so a slice of the pack holding just
-        these images (tasks/cifar10_slice.py) gives the cell the same data."""
+    def load_data(self, seed: int) -> Splits:
+        data = _arrays(cifar_dir())
         n_train, n_val = self.split_sizes()
         gen = make_generator(derive_seed("cifar10-split", self.n_labelled, seed))
-        train, val = train_val_split(train_y, n_train, n_val, gen)
-        test = torch.arange(len(test_y))
-        if self.n_test is not None and self.n_test < len(test_y):
+        train, val = train_val_split(data.train_y, n_train, n_val, gen)
+        test = torch.arange(len(data.test_y))
+        if self.n_test is not None and self.n_test < len(data.test_y):
             # the same test images for every seed: seeds vary training, not the yardstick
             gen = make_generator(derive_seed("cifar10-test", self.n_test))
-            test = balanced_subset(test_y, self.n_test, gen)
-        return {"train": train, "val": val, "test": test}
-
-    def load_data(self, seed: int) -> Splits:
-        from hgbench.tasks.cifar10_slice import check_slice  # not at import: it runs as a script
-
-        data = _arrays(cifar_dir())
-        indices = self.split_indices(data.train_y, data.test_y, seed)
-        check_slice(cifar_dir(), indices, f"{self.name} seed {seed}")
-        train, val, test = indices["train"], indices["val"], indices["test"]
+            test = balanced_subset(data.test_y, self.n_test, gen)
         splits = Splits(
             _normalise(data.train_x[train]),
             data.train_y[train],
@@ -226,7 +215,7 @@ class Cifar10Task(Task):
             _normalise(data.test_x[test]),
             data.test_y[test],
         )
-        return self.transform_splits(splits, seed, indices)
+        return self.transform_splits(splits, seed, {"train": train, "val": val, "test": test})
 
     def transform_splits(self, splits: Splits, seed: int, indices: dict[str, Tensor]) -> Splits:
         """A hook for variants that transform the data itself (tasks/cifar10_lila.py):
