@@ -238,3 +238,38 @@ def test_short_protocol_trains_fixed_on_real_images(cli, unpacked: Path, tmp_pat
     assert set(cell["test_n"]) == {N_TEST}
     assert cell_change(cell) is not None  # the sanity bar can read the curve
     assert float(cell["test_acc"].iloc[-1]) > 0.15  # chance is 0.10
+
+
+@pytest.mark.slow  # decodes the pack's 60,000 images twice: about a minute
+def test_a_slice_pack_holds_the_images_its_cells_draw_and_refuses_others(
+    unpacked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/cifar_slice_pack.py: the slice for cifar10_1k_none seed 0 gives that cell the
+    same pixels and labels as the whole pack, every test image, and a seed it was not made for
+    fails with the reason instead of training on the zeros in place of missing images."""
+    from hgbench.contracts.errors import UsageError
+    from hgbench.contracts.task import TASKS
+
+    script = REPO / "benchmarks" / "cifar_slice_pack.py"
+    run = [sys.executable, str(script)]
+    subprocess.run([*run, "make", str(PACK / PACK_FILE), str(tmp_path / "slice"), "--tasks",
+                    "cifar10_1k_none", "--seeds", "0"], check=True, timeout=300)  # fmt: skip
+    data = tmp_path / "data"
+    subprocess.run([*run, "unpack", str(tmp_path / "slice" / "cifar10_slice.npz"), str(data)],
+                   check=True, timeout=300)  # fmt: skip
+    assert (data / "slice.txt").read_text() == "tasks=cifar10_1k_none\nseeds=0\n"
+    whole, part = load_cifar10(unpacked, download=False), load_cifar10(data, download=False)
+    assert part.train_present is not None and int(part.train_present.sum()) == 1000
+    present = part.train_present
+    assert torch.equal(part.train_y, whole.train_y) and torch.equal(part.test_y, whole.test_y)
+    assert torch.equal(part.train_x[present], whole.train_x[present])
+    assert torch.equal(part.test_x, whole.test_x)
+    assert int(part.train_x[~present].abs().sum()) == 0
+    task = TASKS["cifar10_1k_none"]
+    train, val = task.split_indices(whole.train_y, 0)
+    assert bool(present[train].all()) and bool(present[val].all())
+    monkeypatch.setenv("HGBENCH_DATA", str(data))
+    splits = task.load_data(0)
+    assert len(splits.y_train) + len(splits.y_val) == 1000
+    with pytest.raises(UsageError, match="holds a slice of CIFAR-10's training images"):
+        task.load_data(1)
