@@ -3,8 +3,11 @@
 #
 #   OUT=/some/dir bash benchmarks/gpu_reference.sh [PACK_DIR]
 #
-# PACK_DIR (default .cifar, git-ignored) holds cifar10_jpeg_q75.npz and its unpack.py (the shared
-# CIFAR-10 JPEG pack: all 60,000 images, JPEG q75, exact labels and order). The script
+# PACK_DIR (default .cifar, git-ignored) holds either cifar10_slice.npz, a slice of the CIFAR-10
+# JPEG pack made by benchmarks/cifar_slice_pack.py (every test image and the training images its
+# tasks draw for its seeds; those tasks and seeds are then the plan's), or the whole shared pack,
+# cifar10_jpeg_q75.npz with its unpack.py (all 60,000 images, JPEG q75, exact labels and order;
+# 53 MiB, more than a device run carries beside the tree). The script
 #   setup   records the machine (nvidia-smi, versions), makes hgbench importable without network
 #           and unpacks the pack (CIFAR-10's python layout) into a temporary directory;
 #   plan    runs, on --device cuda, what fits of
@@ -13,17 +16,21 @@
 #           DIR/cost/: the cost axes of packed rows), then the suite's cells seed-major, by its
 #           priority, P at once, each started only while its estimate fits (docs/gpu.md);
 #   finish  writes the report into the report folder (results.jsonl, cost/, report.md, figures,
-#           README.md naming the data, the device and the command) and packs it into
-#           $OUT/cifar10_gpu.tar.gz; the whole log is $OUT/gpu_reference.log.
+#           README.md with this run's record appended: the data, the device, the command, the
+#           plan's own lines) and packs it into $OUT/cifar10_gpu.tar.gz; the whole log is
+#           $OUT/gpu_reference.log.
 # The plan runs under a hard limit too (SIGINT, then SIGKILL), so the report is always written:
 # a cut keeps every finished cell, and rerunning into the same folder continues the grid. The
-# store grows across GPU runs: unpack an earlier archive and pass its folder as
-# HGBENCH_GPU_REPORT with HGBENCH_GPU_RESUME=1 (a folder that holds rows is refused otherwise).
+# store grows across GPU runs: on a GPU the report folder is a copy of the checkout's
+# reports/cifar10_gpu/ (HGBENCH_GPU_GROW), resumed, so the archive is that folder grown by this
+# run and replaces it (docs/cifar10.md). A HGBENCH_GPU_REPORT folder that already holds rows is
+# refused unless HGBENCH_GPU_RESUME=1.
 #
 # HGBENCH_GPU_SMOKE=1 runs the same script on the CPU in about a minute (one task, two methods,
-# one epoch, 1,000 training images unpacked) so that tests/test_cifar10_real.py keeps it working without a GPU.
-# Environment overrides: TOTAL_S, PACK, SEEDS, TASKS, METHODS, EPOCHS, CELL_TIMEOUT_S,
-# HGBENCH_GPU_REPORT (the report folder), HGBENCH_GPU_RESUME, PYTHON.
+# one epoch, 1,000 training images unpacked) so that tests/test_cifar10_real.py keeps it working
+# without a GPU. Environment overrides: TOTAL_S, PACK, SEEDS, TASKS, METHODS, EPOCHS,
+# CELL_TIMEOUT_S, HGBENCH_GPU_REPORT (the report folder), HGBENCH_GPU_RESUME, HGBENCH_GPU_GROW (a
+# report folder to copy and grow; empty: a fresh one), PYTHON.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,14 +39,30 @@ PACK_DIR="$(cd "${1:-.cifar}" 2>/dev/null && pwd)" || { echo "no pack folder ${1
 : "${OUT:?set OUT to the folder for the archive and the log}"
 OUT="$(mkdir -p "$OUT" && cd "$OUT" && pwd)" || exit 2
 LOG="$OUT/gpu_reference.log"
-REPORT="$(realpath -m "${HGBENCH_GPU_REPORT:-$(mktemp -d)/cifar10_gpu}")"
-if [[ "${HGBENCH_GPU_RESUME:-0}" != 1 && ( -s "$REPORT/results.jsonl" || -s "$REPORT/results.jsonl.gz" ) ]]; then
-    echo "$REPORT already holds results: give HGBENCH_GPU_REPORT a new folder, or set HGBENCH_GPU_RESUME=1 to grow it" >&2
-    exit 2
+SMOKE="${HGBENCH_GPU_SMOKE:-0}"
+GROW=""
+if [[ -n "${HGBENCH_GPU_REPORT:-}" ]]; then
+    REPORT="$(realpath -m "$HGBENCH_GPU_REPORT")"
+    if [[ "${HGBENCH_GPU_RESUME:-0}" != 1 && ( -s "$REPORT/results.jsonl" || -s "$REPORT/results.jsonl.gz" ) ]]; then
+        echo "$REPORT already holds results: give HGBENCH_GPU_REPORT a new folder, or set HGBENCH_GPU_RESUME=1 to grow it" >&2
+        exit 2
+    fi
+else
+    # on a GPU the run grows the reference store: a copy of it, resumed (cells already there are
+    # skipped; the digest of a cell's key covers the task's settings, so an earlier slice's rows
+    # at other epochs are other cells, which the report keeps apart)
+    [[ "$SMOKE" == 1 ]] && GROW_DEFAULT="" || GROW_DEFAULT="$REPO/reports/cifar10_gpu"
+    GROW="${HGBENCH_GPU_GROW-$GROW_DEFAULT}"
+    REPORT="$(mktemp -d)/cifar10_gpu"
+    if [[ -n "$GROW" ]]; then
+        [[ -d "$GROW" ]] || { echo "no report folder $GROW to grow" >&2; exit 2; }
+        cp -r "$GROW" "$REPORT" || exit 2
+        rm -f "$REPORT/.hgbench.lock"
+    fi
 fi
+ROWS_BEFORE=$(cat "$REPORT/results.jsonl" 2>/dev/null | wc -l)
 PYTHON="${PYTHON:-python3}"
 LABEL="CIFAR-10 (JPEG q75 copy)"
-SMOKE="${HGBENCH_GPU_SMOKE:-0}"
 SELECT=()  # --tasks/--methods/--seeds/--set narrowing the suite (none: the whole suite)
 UNPACK=()
 if [[ "$SMOKE" == 1 ]]; then
@@ -136,13 +159,24 @@ make_importable() {
 setup() {
     environment || make_importable || return 1
     # the python layout: six files, decoded once (~5 s), instead of 60,000 image files
-    limited "$PYTHON" "$PACK_DIR/unpack.py" "$WORK/cifar10" --layout cifar-python "${UNPACK[@]}"
+    if [[ -f "$PACK_DIR/cifar10_slice.npz" ]]; then
+        limited "$PYTHON" "$REPO/benchmarks/cifar_slice_pack.py" unpack \
+            "$PACK_DIR/cifar10_slice.npz" "$WORK/cifar10"
+    else
+        limited "$PYTHON" "$PACK_DIR/unpack.py" "$WORK/cifar10" --layout cifar-python "${UNPACK[@]}"
+    fi
 }
 
 plan() {
     # the plan's budget: what the part leaves, less a margin for the cell in flight at its end
     local budget=$((PART_DEADLINE - SECONDS - 15))
     ((budget < 5)) && budget=5
+    # a slice of the pack holds the training images of its tasks and seeds only: plan those
+    local info="$WORK/cifar10/slice.txt"
+    if [[ "$SMOKE" != 1 && -f "$info" ]]; then
+        [[ -z "${TASKS:-}" ]] && SELECT+=(--tasks "$(sed -n 's/^tasks=//p' "$info")")
+        [[ -z "${SEEDS:-}" ]] && SELECT+=(--seeds "$(sed -n 's/^seeds=//p' "$info")")
+    fi
     local cmd=("$PYTHON" -m hgbench run --suite cifar10 --device "$DEVICE" --time-budget-s "$budget"
         --pack "$PACK" --cost-pass "${SELECT[@]}" --timeout-s "$CELL_TIMEOUT_S"
         --data-dir "$WORK/cifar10" --out "$REPORT" --no-report)
@@ -162,17 +196,21 @@ finish() {
             sed -i "1s|^# hgbench report\$|# hgbench report: $LABEL|" "$REPORT/report.md"
         fi
     fi
+    # this run's record, appended to the folder's README.md (a grown store keeps every run's)
+    [[ -s "$REPORT/README.md" ]] || echo "# CIFAR-10 on one GPU: the reference grid, slice by slice" >"$REPORT/README.md"
     {
-        echo "# CIFAR-10 on one GPU: a time-budgeted slice of the grid"
         echo
-        echo "Data: **$LABEL**: all 60,000 CIFAR-10 images in their original order with exact"
+        echo "## Run of $(date -u +%Y-%m-%dT%H:%M:%SZ): a time-budgeted slice of the grid"
+        echo
+        echo "Data: **$LABEL**: CIFAR-10's images in their original order with exact"
         echo "labels, JPEG-compressed at quality 75 (about 30 dB PSNR against the originals), so"
         echo "accuracies can differ slightly from published CIFAR-10 numbers; comparisons between"
-        echo "methods on it are fair."
+        echo "methods on it are fair. Pack: \`$(basename "$(ls "$PACK_DIR"/cifar10_slice.npz "$PACK_DIR"/cifar10_jpeg_q75.npz 2>/dev/null | head -1)")\`."
         echo
         echo "Command: \`OUT=... bash benchmarks/gpu_reference.sh $ARGS\` (smoke: $SMOKE), run"
         echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), which ran \`${PLAN_CMD//$WORK/\$WORK}\`."
-        echo "Wall time $((SECONDS - START)) s. Parts:"
+        echo "Store: ${GROW:+a copy of \`${GROW#"$REPO"/}\`, grown: }$ROWS_BEFORE rows before this run,"
+        echo "$(cat "$REPORT/results.jsonl" 2>/dev/null | wc -l) after. Wall time $((SECONDS - START)) s. Parts:"
         echo
         local p
         for p in "${PARTS[@]}"; do echo "- $p"; done
@@ -195,7 +233,7 @@ finish() {
         echo
         echo "\`report.md\` holds the tables and figures, \`results.jsonl\` every row, \`cost/\`"
         echo "the isolated cost pass whose cost axes the packed rows take."
-    } >"$REPORT/README.md"
+    } >>"$REPORT/README.md"
     tar -czf "$OUT/cifar10_gpu.tar.gz" -C "$(dirname "$REPORT")" "$(basename "$REPORT")"
     log "packed $OUT/cifar10_gpu.tar.gz ($(du -h "$OUT/cifar10_gpu.tar.gz" | cut -f1)), total $((SECONDS - START))s"
     cd / && rm -rf "$WORK"

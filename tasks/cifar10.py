@@ -199,9 +199,14 @@ class Cifar10Task(Task):
 
     def load_data(self, seed: int) -> Splits:
         data = _arrays(cifar_dir())
-        n_train, n_val = self.split_sizes()
-        gen = make_generator(derive_seed("cifar10-split", self.n_labelled, seed))
-        train, val = train_val_split(data.train_y, n_train, n_val, gen)
+        train, val = self.split_indices(data.train_y, seed)
+        drawn = torch.cat([train, val])
+        if data.train_present is not None and not bool(data.train_present[drawn].all()):
+            raise UsageError(  # never train on the zeros a slice holds in place of images
+                f"task {self.name!r} seed {seed}: {cifar_dir()} holds a slice of CIFAR-10's "
+                "training images (benchmarks/cifar_slice_pack.py) without "
+                f"{int((~data.train_present[drawn]).sum())} of the {len(drawn)} this cell draws"
+            )
         test = torch.arange(len(data.test_y))
         if self.n_test is not None and self.n_test < len(data.test_y):
             # the same test images for every seed: seeds vary training, not the yardstick
@@ -216,6 +221,14 @@ class Cifar10Task(Task):
             data.test_y[test],
         )
         return self.transform_splits(splits, seed, {"train": train, "val": val, "test": test})
+
+    def split_indices(self, labels: Tensor, seed: int) -> tuple[Tensor, Tensor]:
+        """The training and validation images' indices in CIFAR-10's training set for `seed`:
+        a class-balanced draw from all of it that depends on `labels`, `n_labelled` and the seed
+        only (every task of a subset draws the same images)."""
+        n_train, n_val = self.split_sizes()
+        gen = make_generator(derive_seed("cifar10-split", self.n_labelled, seed))
+        return train_val_split(labels, n_train, n_val, gen)
 
     def transform_splits(self, splits: Splits, seed: int, indices: dict[str, Tensor]) -> Splits:
         """A hook for variants that transform the data itself (tasks/cifar10_lila.py):

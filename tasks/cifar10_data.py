@@ -29,6 +29,9 @@ TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 META_FILE = "batches.meta"
 PICKLE_FILES = (*TRAIN_BATCHES, TEST_BATCH, META_FILE)
+# beside the batches of a slice of the training set (benchmarks/cifar_slice_pack.py): the indices
+# of the training images it holds; the others are zeros, which no task may draw
+PRESENT_FILE = "present_train.npy"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DOWNLOAD_TIMEOUT_S = 60.0
 DOWNLOAD_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -51,6 +54,7 @@ class CifarArrays:
     test_y: Tensor
     classes: list[str]
     layout: Layout
+    train_present: Tensor | None = None  # bool (N,): which training images a slice holds
 
 
 def load_cifar10(data_dir: str | Path, download: bool = True) -> CifarArrays:
@@ -228,7 +232,11 @@ def _read_pickles(folder: Path) -> CifarArrays:
     for labels, split in ((train_y, "train"), (test_y, "test")):
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise DataUnavailableError(f"{folder}: {split} labels outside 0..{len(classes) - 1}")
-    return CifarArrays(train_x, train_y, test_x, test_y, classes, Layout.PICKLE)
+    present = None
+    if (folder / PRESENT_FILE).exists():
+        present = torch.zeros(len(train_y), dtype=torch.bool)
+        present[torch.from_numpy(np.load(folder / PRESENT_FILE).astype(np.int64))] = True
+    return CifarArrays(train_x, train_y, test_x, test_y, classes, Layout.PICKLE, present)
 
 
 # --- layout 2: image folders ----------------------------------------------------------------

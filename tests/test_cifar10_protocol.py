@@ -243,3 +243,37 @@ def test_grid_report_withholds_unconverged_tasks_and_lists_cells_not_run(tmp_pat
     assert "- cifar10_1k_none, seeds 1, 2: not run yet (every method)" in text
     assert "- cifar10_50k_none, seeds 0, 1, 2: not run yet (every method)" in text
     assert "laplace_ntk" in text and "| cifar10_1k_none | 35–45% | 43.5% (n=1) | 1/1" in text
+    # the summary at the top says how much of the grid ran and what the other cells are
+    assert (
+        "**CIFAR-10 reference grid: 3 of 840 cells have run under the authors' protocol**" in text
+    )
+    assert "seeds 0 so far; 837 are not run yet" in text
+    assert (
+        "The 1 other cell here ran at other epoch counts (10k: 5), 1 seed (0), on test GPU" in text
+    )
+    assert text.index("CIFAR-10 reference grid:") < text.index("## Verdict")
+
+
+def test_a_store_of_only_an_earlier_slice_says_it_has_no_results(tmp_path: Path) -> None:
+    """As reports/cifar10_gpu/ before its first protocol run: one seed at 20 and 5 epochs."""
+    rows = (
+        _cell("cifar10_1k_none", "fixed", 0, [0.20, 0.24], 20)
+        + _cell("cifar10_1k_none", "laplace_ntk", 0, [0.20, 0.27], 20)
+        + _cell("cifar10_10k_none", "fixed", 0, [0.30, 0.40], 5)
+    )
+    for row in rows:
+        row["noisy"] = row["task"] == "cifar10_10k_none" and row["final"]
+    (tmp_path / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = write_report(tmp_path).read_text()
+    assert "0 of 840 cells have run under the authors' protocol** (epochs 1k 600" in text
+    assert "none yet, so this report has no results" in text
+    assert "The 3 cells here ran at other epoch counts (1k: 20, 10k: 5), 1 seed (0)" in text
+    assert "## Status" not in text and "## Verdict" not in text and "## Run:" not in text
+    assert "--rerun-noisy" not in text  # an earlier slice is not work to redo
+    assert "- cifar10_1k_none, seeds 0, 1, 2: not run yet (every method)" in text
+    # its own table: epochs, seeds, cost and the device's name; the noisy cell marked
+    assert (
+        "| cifar10_1k_none | laplace_ntk | 20 | 0 | 27.0% | 1.730 | 20.00 | 160 | test GPU |"
+        in text
+    )
+    assert "| cifar10_10k_none | fixed | 5 | 0 | 40.0% | 1.600 | 5.00† | 40 | test GPU |" in text

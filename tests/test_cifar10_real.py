@@ -156,20 +156,30 @@ def test_fixed_and_one_method_per_family_learn_on_real_images(
     assert final["reversible_sgd"]["test_acc"] is not None
 
 
-@pytest.mark.slow  # unpacks the 1k task's images, runs four cells and a report: about a minute
-def test_gpu_reference_script_in_smoke_mode_writes_and_packs_the_report(tmp_path: Path) -> None:
-    """benchmarks/gpu_reference.sh end to end on the CPU (HGBENCH_GPU_SMOKE=1): the time-budgeted
-    plan with its cost pass runs, and the report, labelled with the data, comes back as one
-    archive beside the log."""
-    out, report = tmp_path / "out", tmp_path / "cifar10_gpu"
+@pytest.mark.slow  # a slice of the pack, two cells, their cost pass and a report: about a minute
+def test_gpu_reference_script_in_smoke_mode_grows_the_reference_and_packs_it(
+    tmp_path: Path,
+) -> None:
+    """benchmarks/gpu_reference.sh end to end on the CPU (HGBENCH_GPU_SMOKE=1), as a GPU run uses
+    it: its data from a slice of the pack (benchmarks/cifar_slice_pack.py), its report folder a
+    copy of the committed reports/cifar10_gpu/ grown by the time-budgeted plan with its cost
+    pass, and that folder, its README.md carrying this run's record after the earlier ones,
+    back as one archive beside the log."""
+    pack, out = tmp_path / "pack", tmp_path / "out"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "cifar_slice_pack.py"), "make",
+                    str(PACK / PACK_FILE), str(pack), "--tasks", "cifar10_1k_flipcrop",
+                    "--seeds", "0"], check=True, timeout=300)  # fmt: skip
+    reference = REPO / "reports" / "cifar10_gpu"
     env = {
         **os.environ,
         "OUT": str(out),
         "HGBENCH_GPU_SMOKE": "1",
-        "HGBENCH_GPU_REPORT": str(report),
+        "HGBENCH_GPU_GROW": str(reference),
     }
+    env.pop("HGBENCH_GPU_REPORT", None)
+    env["PYTHON"] = sys.executable  # the interpreter that holds torch and hgbench
     proc = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "gpu_reference.sh"), str(PACK)],
+        ["bash", str(REPO / "benchmarks" / "gpu_reference.sh"), str(pack)],
         env=env,
         capture_output=True,
         text=True,
@@ -179,18 +189,26 @@ def test_gpu_reference_script_in_smoke_mode_writes_and_packs_the_report(tmp_path
     assert proc.returncode == 0, log[-3000:]
     for part in ("setup", "plan"):
         assert f"part {part}: ok" in log, log[-3000:]
-    assert "--time-budget-s" in log or "plan for" in log
+    assert "unpacked" in log and "1000 training images" in log  # the slice, not the whole pack
     assert sorted(p.name for p in out.iterdir()) == ["cifar10_gpu.tar.gz", "gpu_reference.log"]
     with tarfile.open(out / "cifar10_gpu.tar.gz") as tar:
         names = set(tar.getnames())
-        readme = tar.extractfile("cifar10_gpu/README.md").read().decode()
-        title = tar.extractfile("cifar10_gpu/report.md").read().decode().splitlines()[0]
-    assert {"cifar10_gpu/results.jsonl", "cifar10_gpu/report.md"} <= names
-    assert "cifar10_gpu/cost/results.jsonl" in names  # the cost pass went first
-    assert "CIFAR-10 (JPEG q75 copy)" in readme and "CIFAR-10 (JPEG q75 copy)" in title
-    assert "--suite cifar10" in readme and "plan for" in readme  # the command and the plan
-    rows = [json.loads(line) for line in (report / RESULTS_FILE).read_text().splitlines()]
-    final = [r for r in rows if r["final"]]
+        read = {n: tar.extractfile(f"cifar10_gpu/{n}").read().decode()
+                for n in ("README.md", "report.md", RESULTS_FILE)}  # fmt: skip
+    assert {"cifar10_gpu/cost/results.jsonl", "cifar10_gpu/report.html"} <= names
+    readme, report, results = read["README.md"], read["report.md"], read[RESULTS_FILE]
+    # grown: the committed rows first, unchanged, then this run's; its README's record appended
+    committed = (reference / RESULTS_FILE).read_text()
+    assert results.startswith(committed) and len(results) > len(committed)
+    assert readme.startswith((reference / "README.md").read_text())
+    record = readme[len((reference / "README.md").read_text()) :]
+    assert "CIFAR-10 (JPEG q75 copy)" in record and "cifar10_slice.npz" in record
+    assert "--suite cifar10" in record and "plan for" in record  # the command and the plan
+    assert f"{len(committed.splitlines())} rows before this run" in record
+    assert report.splitlines()[0] == "# hgbench report: CIFAR-10 (JPEG q75 copy)"
+    assert "(NVIDIA H200: 60 rows" in report or "NVIDIA H200: 60 rows" in report
+    new = [json.loads(line) for line in results[len(committed) :].splitlines()]
+    final = [r for r in new if r["final"]]
     assert len(final) == 2 and all(r["status"] == Status.OK.value for r in final)
 
 
@@ -238,3 +256,38 @@ def test_short_protocol_trains_fixed_on_real_images(cli, unpacked: Path, tmp_pat
     assert set(cell["test_n"]) == {N_TEST}
     assert cell_change(cell) is not None  # the sanity bar can read the curve
     assert float(cell["test_acc"].iloc[-1]) > 0.15  # chance is 0.10
+
+
+@pytest.mark.slow  # decodes the pack's 60,000 images twice: about a minute
+def test_a_slice_pack_holds_the_images_its_cells_draw_and_refuses_others(
+    unpacked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/cifar_slice_pack.py: the slice for cifar10_1k_none seed 0 gives that cell the
+    same pixels and labels as the whole pack, every test image, and a seed it was not made for
+    fails with the reason instead of training on the zeros in place of missing images."""
+    from hgbench.contracts.errors import UsageError
+    from hgbench.contracts.task import TASKS
+
+    script = REPO / "benchmarks" / "cifar_slice_pack.py"
+    run = [sys.executable, str(script)]
+    subprocess.run([*run, "make", str(PACK / PACK_FILE), str(tmp_path / "slice"), "--tasks",
+                    "cifar10_1k_none", "--seeds", "0"], check=True, timeout=300)  # fmt: skip
+    data = tmp_path / "data"
+    subprocess.run([*run, "unpack", str(tmp_path / "slice" / "cifar10_slice.npz"), str(data)],
+                   check=True, timeout=300)  # fmt: skip
+    assert (data / "slice.txt").read_text() == "tasks=cifar10_1k_none\nseeds=0\n"
+    whole, part = load_cifar10(unpacked, download=False), load_cifar10(data, download=False)
+    assert part.train_present is not None and int(part.train_present.sum()) == 1000
+    present = part.train_present
+    assert torch.equal(part.train_y, whole.train_y) and torch.equal(part.test_y, whole.test_y)
+    assert torch.equal(part.train_x[present], whole.train_x[present])
+    assert torch.equal(part.test_x, whole.test_x)
+    assert int(part.train_x[~present].abs().sum()) == 0
+    task = TASKS["cifar10_1k_none"]
+    train, val = task.split_indices(whole.train_y, 0)
+    assert bool(present[train].all()) and bool(present[val].all())
+    monkeypatch.setenv("HGBENCH_DATA", str(data))
+    splits = task.load_data(0)
+    assert len(splits.y_train) + len(splits.y_val) == 1000
+    with pytest.raises(UsageError, match="holds a slice of CIFAR-10's training images"):
+        task.load_data(1)

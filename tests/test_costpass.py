@@ -224,3 +224,71 @@ def test_cost_epochs_must_be_positive(cli, tmp_path: Path, value: str) -> None:
     out = tmp_path / "o"
     result = cli("run", "--tasks", "ridge", "--cost-pass", "--cost-epochs", value, "--out", out)
     assert result.code == 2 and "--cost-epochs" in result.err and not out.exists()
+
+
+def test_a_fresh_device_measures_configurations_in_plan_order(
+    cli, tmp_path: Path, monkeypatch
+) -> None:
+    """Unmeasured cells are estimated far above what they take (as on a fresh GPU, where the
+    default is tens of times its speed): a plan from those estimates reaches 2 of these 4
+    configurations, but the cost pass measures all four in plan order, so that the grid is
+    planned from measurements and every cell fits."""
+    from hgbench.engine import costpass
+
+    monkeypatch.setattr(planning, "DEFAULT_WALL_PER_EPOCH_S", 10.0)  # 20 s a 2-epoch cell
+    monkeypatch.setattr(costpass, "COST_SHARE", 1.0)  # the reach, not the share, is tested
+    out = tmp_path / "out"
+    grid = ("run", "--tasks", "ridge,digits_cleaning", "--methods", "fixed,ift_neumann",
+            "--seeds", "0,1,2", "--set", "task.epochs=2", "--time-budget-s", "50",
+            "--cost-pass", "--cost-epochs", "1", "--no-report", "--out", str(out))  # fmt: skip
+    result = cli(*grid)
+    assert result.code == 0, result.err
+    assert "cost pass: 4 configurations" in result.err
+    assert "12 cells fit" in result.err and "12 from cost" in result.err, result.err
+    assert len([r for r in read_rows(out / "results.jsonl") if r["final"]]) == 12
+
+
+def test_the_cost_pass_skips_configurations_the_grid_cannot_reach(monkeypatch) -> None:
+    """A configuration whose first grid cell lies past what the budget leaves is not measured."""
+    from types import SimpleNamespace
+
+    from hgbench.engine import costpass
+
+    cells = plan_cells(Mode.RUN, SUITES["default"], ["ridge"], ["fixed", "ift_neumann"], [0, 1],
+                       ["task.epochs=2"], {"device": "cpu"})  # fmt: skip
+    ahead = costpass._cells_ahead(planning.order(cells, ()))
+    keys = [config_key(c.task.name, c.method, c.method_params) for c in cells]
+    assert [len(ahead[k]) for k in dict.fromkeys(keys)] == [0, 1]  # ridge fixed, then ift
+    started: list[str] = []
+
+    def fake_pass(todo, options, out, min_epochs, kind, log, may_start):
+        for cell in costpass.cost_cells(todo, min_epochs, kind):
+            if not may_start(cell):
+                break
+            started.append(cell.method)
+
+    monkeypatch.setattr(costpass, "run_cost_pass", fake_pass)
+    monkeypatch.setattr(costpass, "read_cost_rows", lambda out: [])
+    monkeypatch.setattr(planning, "DEFAULT_WALL_PER_EPOCH_S", 10.0)  # every cell 20 s
+    monkeypatch.setattr(costpass, "COST_SHARE", 1.0)
+    store = SimpleNamespace(
+        path=Path("/nonexistent/results.jsonl"),
+        finished_cells=lambda *a: set(),
+        read=lambda: SimpleNamespace(rows=[]),
+    )
+    runner = SimpleNamespace(store=store, options=SimpleNamespace(device=torch_cpu()), log=None)
+    args = SimpleNamespace(cost_epochs=1.0, pack=1)
+    rerun = SimpleNamespace(failed=False, noisy=False)
+    # ift_neumann's cost cell (20 s) and, before its first grid cell, fixed's (20 s, estimated
+    # unmeasured here, as these fake cost cells measure nothing): 40 s, past a budget of 35 s
+    costpass.cost_pass_first(cells, (), runner, rerun, args, 35.0)
+    assert started == ["fixed"]
+    started.clear()
+    costpass.cost_pass_first(cells, (), runner, rerun, args, 45.0)
+    assert started == ["fixed", "ift_neumann"]
+
+
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")

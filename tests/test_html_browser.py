@@ -90,7 +90,7 @@ def check_page(path: Path, markdown: str, extra: list | None = None) -> tuple[in
     assert all(v.startswith("data:image/png;base64,") for v in images), [v[:80] for v in images]
     inlined = len(re.findall(r'<figure class="hg-png"><img ', dom))
     assert inlined == len(images)
-    assert len(drawn) + inlined >= len(re.findall(r"!\[[^\]]*\]\([^)]+\)", markdown)) > 0
+    assert len(drawn) + inlined >= len(re.findall(r"!\[[^\]]*\]\([^)]+\)", markdown))
     assert page_tables(page) == markdown_tables(markdown) + (extra or [])
     return len(drawn), inlined
 
@@ -132,9 +132,11 @@ def test_reference_report_in_chromium(name):
         pytest.skip("no committed report.html")
     path = REPORTS / name / HTML_FILE
     assert path.stat().st_size < 10_000_000  # opens quickly anywhere (the bound)
-    drawn, _ = check_page(path, (path.parent / "report.md").read_text(), budget_tables(path))
-    # a paper's figures have no interactive kind (its page inlines their PNGs); the others do
-    assert drawn == 0 if name.startswith("papers/") else drawn >= 1
+    markdown = (path.parent / "report.md").read_text()
+    drawn, _ = check_page(path, markdown, budget_tables(path))
+    # a paper's figures have no interactive kind (its page inlines their PNGs), nor has a report
+    # without figures (a store of only an earlier slice of the CIFAR grid); the others draw some
+    assert drawn == 0 if name.startswith("papers/") or "![" not in markdown else drawn >= 1
 
 
 def budget_tables(path: Path) -> list:

@@ -63,3 +63,32 @@ def test_packing_with_a_time_budget_exits_2_before_any_work(cli, tmp_path: Path,
 def test_pack_must_be_a_count(cli, tmp_path: Path) -> None:
     result = cli("run", "--tasks", "ridge", "--pack", "0", "--out", str(tmp_path / "o"))
     assert result.code == 2 and "--pack must be at least 1" in result.err
+
+
+def test_ctrl_c_of_a_packed_run_exits_130_and_a_rerun_resumes(cli, cli_process, tmp_path) -> None:
+    """SIGINT while packed cells run: the driver stops its workers and exits 130 with the resume
+    hint (no traceback), finished cells stay, and the same command finishes the rest."""
+    import signal
+    import time
+
+    from hgbench.engine.store import ResultStore
+
+    out = tmp_path / "out"
+    argv = ("run", "--tasks", "digits_mlp", "--methods", "fixed", "--seeds", "0,1,2,3,4,5",
+            "--set", "task.epochs=20", "--pack", "2", "--no-report", "--out", str(out))  # fmt: skip
+    proc = cli_process(*argv)
+    deadline = time.monotonic() + 240
+    while not ResultStore(out).finished_cells():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "rerun the same command to resume" in err, err
+    done = ResultStore(out).finished_cells()
+    assert 0 < len(done) < 6
+    again = cli(*argv)
+    assert again.code == 0, again.err
+    assert f"{len(done)} of 6 cells already finished" in again.err
+    assert len(ResultStore(out).finished_cells()) == 6

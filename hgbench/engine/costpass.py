@@ -221,9 +221,14 @@ def cost_pass_first(
     """`run --cost-pass`: the cost cells of the configurations the grid will run and has no
     curve for on this device kind, before the grid; returns the time budget left for the grid.
 
-    Under a time budget the grid is planned first (which configurations it reaches), and a cost
-    cell starts only while its pessimistic estimate (PLANNED_EXTRA_EPOCHS) fits what is left of
-    the cost pass's share (COST_SHARE) of the budget.
+    Under a time budget the configurations are measured in the plan's order (seed-major, the
+    suite's priority), and a cost cell starts only while (1) its pessimistic estimate
+    (PLANNED_EXTRA_EPOCHS) fits what is left of the cost pass's share (COST_SHARE) of the budget
+    and (2) the grid, estimated from what has been measured so far, can still start the
+    configuration's first cell in what the budget leaves after it. Measuring in order, rather
+    than only the configurations a plan from unmeasured estimates reaches, is what sizes a first
+    run on a fresh device: there every cell is estimated at `DEFAULT_WALL_PER_EPOCH_S` (a second
+    an epoch, tens of times a GPU's), which alone would plan a few cells.
     """
     from hgbench.engine import plan as planning
     from hgbench.engine.envinfo import device_name
@@ -238,15 +243,19 @@ def cost_pass_first(
     if budget_s is not None:
         finished = runner.store.finished_cells(rerun.failed, rerun.noisy)
         rows = runner.store.read().rows
-        costs = wall_estimates(cost_rows, kind)
-        todo = [c for c in cells if c.key not in finished]
-        chosen = planning.make_plan(todo, priority, budget_s, rows, kind, pack, costs).cells
+        chosen = planning.order([c for c in cells if c.key not in finished], priority)
         measured, table = planning.measured_walls(rows, kind), planning.committed_table(kind)
+        ahead = _cells_ahead(chosen)
 
         def may_start(cell: Cell) -> bool:
-            epochs = planned_epochs(cell)
-            seconds = planning.estimate(cell, measured, table, costs, epochs).seconds
-            return seconds <= COST_SHARE * budget_s - (time.perf_counter() - start)
+            spent = time.perf_counter() - start
+            costs = wall_estimates(read_cost_rows(out), kind)  # what is measured by now
+            seconds = planning.estimate(cell, measured, table, costs, planned_epochs(cell)).seconds
+            if seconds > COST_SHARE * budget_s - spent:
+                return False
+            key = config_key(cell.task.name, cell.method, cell.method_params)
+            grid = sum(planning.estimate(c, measured, table, costs).seconds for c in ahead[key])
+            return spent + seconds + grid / pack < budget_s
 
     have = cost_curves(cost_rows)
     missing = [
@@ -256,3 +265,12 @@ def cost_pass_first(
     if budget_s is None:
         return None
     return max(budget_s - (time.perf_counter() - start), 0.0)
+
+
+def _cells_ahead(ordered: list[Cell]) -> dict[str, list[Cell]]:
+    """Configuration -> the planned cells before its first one (in plan order): what the grid
+    runs before it reaches the configuration."""
+    out: dict[str, list[Cell]] = {}
+    for k, cell in enumerate(ordered):
+        out.setdefault(config_key(cell.task.name, cell.method, cell.method_params), ordered[:k])
+    return out

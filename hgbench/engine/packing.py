@@ -5,9 +5,9 @@ side by side; on a CPU each packed cell holds `--threads` cores. What a cell com
 depend on what runs beside it (its data, initialisation and batch order derive from its task and
 seed; tests/test_packing.py checks packed rows against serial ones cell by cell), but its seconds
 do: every packed row says `timing: packed` and its `pack`, and a cost axis comes from an
-isolated, unpacked run of the cell (a cost pass is not built yet), never from packed seconds. For
-the same reason packing is refused with a time budget per cell (`--budget-s`): how far a cell gets
-in N seconds would depend on its neighbours.
+isolated, unpacked run of the cell (the cost pass, engine/costpass.py), never from packed
+seconds. For the same reason packing is refused with a time budget per cell (`--budget-s`): how
+far a cell gets in N seconds would depend on its neighbours.
 
 The driver stays the only writer of `DIR/results.jsonl`: workers return their rows and the driver
 appends them as cells complete, so resuming skips the same cells whichever executor wrote them.
@@ -161,8 +161,10 @@ class PackedExecutor:
                     flush=True,
                 )
         except KeyboardInterrupt:
+            # the workers before shutdown, which forgets them (`_processes` becomes None)
+            procs = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list(getattr(pool, "_processes", {}).values()):
+            for proc in procs:
                 proc.terminate()  # no worker keeps a device busy with a cell nobody records
             raise
         finally:

@@ -165,7 +165,7 @@ class Deadline:
 def describe(plan: Plan, budget_s: float, pack: int, kind: str) -> str:
     sources = ", ".join(f"{n} from {s}" for s, n in sorted(plan.sources().items()))
     return (
-        f"plan for {budget_s:g} s on {kind}: {len(plan.cells)} cells fit "
+        f"plan for {budget_s:.0f} s on {kind}: {len(plan.cells)} cells fit "
         f"(~{plan.planned_s:.0f} s estimated{f', {pack} at once' if pack > 1 else ''}; "
         f"estimates: {sources or 'none'}), {plan.left_out} left for a later run"
     )

@@ -10,10 +10,18 @@ import numpy as np
 import pandas as pd
 
 from hgbench.contracts.schema import Mode, Status
-from hgbench.report.papers.claims import Claim, Verdict, claims_table, learned, spread
+from hgbench.report.papers.claims import (
+    GPU_PAPERS,
+    Claim,
+    Verdict,
+    claims_table,
+    learned,
+    spread,
+)
 
 NOT_IN_GRID = "not run yet: no converged grid cells for it"
 TIE = 0.005  # accuracy differences within half a point count as equal
+_AUGNET = GPU_PAPERS / "augnet-gpu"  # where a GPU run of suite augnet-gpu puts its rows
 
 
 def _finals(rows: pd.DataFrame) -> pd.DataFrame:
@@ -33,7 +41,12 @@ def augnet_claim(rows: pd.DataFrame) -> Claim:
             paper,
             "not in the grid",
             Verdict.NOT_RUN,
-            "the grid has no augnet task: suite augnet-gpu runs it (reports/cifar10_gpu/papers/)",
+            "the grid has no augnet task: suite `augnet-gpu` runs it, "
+            + (
+                f"its rows in {_AUGNET.relative_to(GPU_PAPERS.parents[2]).as_posix()}/"
+                if _AUGNET.is_dir()
+                else "not run on a GPU yet"
+            ),
         )
     task = str(aug["task"].iloc[0])
     none = f[(f["method"] == "fixed") & (f["task"] == task.replace("_augnet", "_none"))]

@@ -18,8 +18,10 @@ import pandas as pd
 from hgbench.contracts.method import METHODS
 from hgbench.contracts.schema import Mode, Status
 from hgbench.contracts.suites import SUITES, Suite
-from hgbench.report.load import cell_outcomes
-from hgbench.report.markdown import markdown_table
+from hgbench.engine.plan import device_kind
+from hgbench.report.load import cell_outcomes, is_true
+from hgbench.report.markdown import markdown_table, plural
+from hgbench.report.tables import NOISY_MARK
 from hgbench.tasks.cifar10_protocol import EPOCHS, Protocol, subset_epochs
 
 GRID_SUITE = "cifar10"
@@ -204,13 +206,80 @@ def sanity_section(view: GridView) -> str:
     return "\n".join(lines)
 
 
-def missing_section(view: GridView) -> str:
-    """Every grid cell without a row under the protocol, grouped by seed and task."""
+def coverage(view: GridView) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
+    """(every cell the grid expects, those without a row under the protocol), in plan order."""
     expected = grid_cells(view.suite)
     present = set(
         zip(view.rows["task"], view.rows["method"], view.rows["seed"].astype(int), strict=True)
     )
-    missing = [c for c in expected if c not in present]
+    return expected, [c for c in expected if c not in present]
+
+
+def _device_kinds(rows: pd.DataFrame) -> str:
+    return ", ".join(
+        sorted(
+            {
+                device_kind({"env": e if isinstance(e, dict) else {}, "device": d})
+                for e, d in zip(rows["env"], rows["device"], strict=True)
+            }
+        )  # fmt: skip
+    )
+
+
+def _epochs_by_subset(finals: pd.DataFrame) -> str:
+    """'1k: 20, 10k: 5' (the epochs the final rows reached, per subset; other tasks apart)."""
+    per: dict[str, set[int]] = {}
+    for task, epoch in zip(finals["task"], finals["epoch"], strict=True):
+        per.setdefault(subset_of(str(task)) or str(task), set()).add(int(round(epoch)))
+    order = {k: i for i, k in enumerate(EPOCHS)}
+    return ", ".join(
+        f"{k}: {'/'.join(map(str, sorted(v)))}"
+        for k, v in sorted(per.items(), key=lambda kv: order.get(kv[0], len(order)))
+    )
+
+
+def _seeds(values: pd.Series) -> str:
+    return ", ".join(str(int(s)) for s in sorted(set(values.dropna())))
+
+
+def summary_section(view: GridView) -> str:
+    """What the stored rows are, in two sentences, before any table: how much of the protocol's
+    grid has run (and with which seeds), and what the other cells are."""
+    expected, missing = coverage(view)
+    ran = len(expected) - len(missing)
+    epochs = ", ".join(f"{k} {v}" for k, v in EPOCHS.items())
+    seeds = ", ".join(map(str, view.suite.seeds))
+    head = (
+        f"**CIFAR-10 reference grid: {ran} of {len(expected)} cells have run under the authors' "
+        f"protocol** (epochs {epochs}; seeds {seeds}; suite `{view.suite.name}`)"
+    )
+    if ran:
+        done = view.rows[view.rows["mode"] == Mode.RUN]
+        head += (
+            f", seeds {_seeds(done['seed'])} so far; {len(missing)} are not run yet, listed "
+            'under "Grid cells not run yet".'
+        )
+    else:
+        head += ': none yet, so this report has no results; every cell is listed under "Grid '
+        head += 'cells not run yet".'
+    lines = [head]
+    finals = cell_outcomes(view.earlier)
+    if not finals.empty:
+        n_seeds = finals["seed"].nunique()
+        lines += [
+            "",
+            f"The {plural(len(finals), 'other cell' if ran else 'cell')} here ran at other "
+            f"epoch counts ({_epochs_by_subset(finals)}), {plural(n_seeds, 'seed')} "
+            f"({_seeds(finals['seed'])}), on {_device_kinds(view.earlier)}: not the protocol, "
+            'so they are not results. They are listed last, under "Earlier slice", as speed '
+            "and pipeline figures.",
+        ]
+    return "\n".join(lines)
+
+
+def missing_section(view: GridView) -> str:
+    """Every grid cell without a row under the protocol, grouped by seed and task."""
+    expected, missing = coverage(view)
     lines = [
         "## Grid cells not run yet",
         "",
@@ -235,38 +304,47 @@ def missing_section(view: GridView) -> str:
 
 
 def earlier_section(view: GridView) -> str:
-    """The cells of other epoch counts: what they are, kept out of the results."""
+    """The cells at other epoch counts than the protocol's: what they are, kept out of the
+    results; their cost columns say what they took on their device."""
     finals = cell_outcomes(view.earlier)
     if finals.empty:
         return ""
-    epochs = sorted({int(round(e)) for e in finals["epoch"]})
     lines = [
         "## Earlier slice (not the protocol: not results)",
         "",
-        f"{len(finals)} cells ran at {', '.join(map(str, epochs))} epochs, before the authors' "
-        "protocol became the tasks' defaults (with the tasks' and methods' settings of that "
-        "time): speed and pipeline figures, not accuracy figures. Final test accuracy and NLL:",
+        f"{plural(len(finals), 'cell')} ran at other epoch counts than the authors' protocol "
+        f"({_epochs_by_subset(finals)}; the protocol: "
+        + ", ".join(f"{k} {v}" for k, v in EPOCHS.items())
+        + "): an earlier slice made before the protocol became the tasks' defaults, or a run "
+        "shortened with `--set task.epochs`, with the tasks' and methods' settings it ran under. "
+        "Speed and pipeline figures, not accuracy figures: final test accuracy and NLL, and the "
+        f"cost in timed seconds and training-step equivalents (TSE; {NOISY_MARK} noisy timing) "
+        "per cell, the mean over its seeds:",
         "",
     ]
     table = []
     for (task, method), g in finals.groupby(["task", "method"], sort=False):
-        acc = g["test_acc"].to_numpy(float)
-        nll = g["test_nll"].to_numpy(float)
+        noisy = NOISY_MARK if g["noisy"].map(is_true).any() else ""
         table.append(
             [
                 task,
                 method,
-                f"{int(round(g['epoch'].max()))}",
-                f"{100 * acc.mean():.1f}%",
-                f"{nll.mean():.3f}",
-                str(len(g)),
-                ", ".join(sorted(set(g["device"].dropna()))),
+                "/".join(str(e) for e in sorted({int(round(e)) for e in g["epoch"]})),
+                _seeds(g["seed"]),
+                f"{100 * g['test_acc'].to_numpy(float).mean():.1f}%",
+                f"{g['test_nll'].to_numpy(float).mean():.3f}",
+                f"{g['time_s'].to_numpy(float).mean():.2f}{noisy}",
+                f"{g['tse'].to_numpy(float).mean():.0f}",
+                _device_kinds(g),
             ]
         )
-    header = ["task", "method", "epochs", "test acc", "test NLL", "seeds", "device"]
+    header = ["task", "method", "epochs", "seeds", "test acc", "test NLL", "timed s", "TSE",
+              "device"]  # fmt: skip
     return "\n".join([*lines, markdown_table(header, table)])
 
 
 def grid_sections(view: GridView, extra: Sequence[str] = ()) -> list[str]:
+    """The grid's closing sections: sanity bar, `extra` (the claims), cells not run yet, and the
+    earlier slice (the summary goes at the top: `summary_section`)."""
     parts = [sanity_section(view), *extra, missing_section(view), earlier_section(view)]
     return [p for p in parts if p]
