@@ -97,7 +97,9 @@ def main() -> None:
         estimate = _median_curve(curves, epochs)
         stretched = not curves[0].whole
         stretch = f"{curves[0].epochs[-1]:g} of {epochs:g} ep" if stretched else "whole seed"
-        ratios.append((estimate / mine, stretched))
+        # a stretch that reached the schedule's end (MIN_SECONDS of timed work takes a small
+        # task's whole seed) measured the cell itself: only a part of it tests the estimate
+        ratios.append((estimate / mine, stretched and curves[0].epochs[-1] < epochs - 1e-9))
         print(
             f"{cost.task.name:18s} {cost.method:22s} {mine:10.1f} {estimate:10.1f} "
             f"{estimate / mine:6.3f}  {stretch}",
@@ -113,7 +115,7 @@ def main() -> None:
     )
     part = [r for r, s in ratios if s]
     inside = sum(abs(r - 1) <= TOLERANCE for r in part)
-    print(f"measured over a stretch (not a whole seed): {inside} of {len(part)} within")
+    print(f"measured over part of the schedule: {inside} of {len(part)} within")
     print(f"wall {wall:.0f} s; 1-minute load {load0:.2f} at the start, {load1:.2f} at the end")
 
 

@@ -77,7 +77,7 @@ if [[ "$SMOKE" == 1 ]]; then
         --set laplace_ntk.hypersteps=2 --cost-epochs 1)
 else
     DEVICE=cuda
-    TOTAL_S="${TOTAL_S:-540}"  # 9 minutes, set-up and the report included
+    TOTAL_S="${TOTAL_S:-510}"  # within a 540 s device call (9 minutes), set-up and report included
     PACK="${PACK:-4}"  # until benchmarks/gpu_session.sh's packing table says otherwise
     CELL_TIMEOUT_S="${CELL_TIMEOUT_S:-240}"
     [[ -n "${TASKS:-}" ]] && SELECT+=(--tasks "$TASKS")
@@ -90,73 +90,14 @@ START=$SECONDS
 PARTS=()  # "name: outcome (seconds)" for the README
 PLAN_CMD=""
 
-log() { echo "[gpu_reference +$((SECONDS - START))s] $*"; }
-
-# part NAME LIMIT_S FUNCTION: FUNCTION with a deadline of min(LIMIT_S, what the total leaves after
-# the finish), which every command it starts through `limited` obeys.
-part() {
-    local name="$1" limit="$2"
-    shift 2
-    local left=$((TOTAL_S - FINISH_S - (SECONDS - START)))
-    ((limit > left)) && limit=$left
-    if ((limit < 5)); then
-        log "part $name skipped: no time left"
-        PARTS+=("$name: skipped, no time left")
-        return 0
-    fi
-    log "part $name: up to ${limit}s"
-    local t0=$SECONDS rc=0
-    PART_DEADLINE=$((SECONDS + limit))
-    "$@" || rc=$?
-    local outcome="ok"
-    ((rc == 124 || rc == 130 || rc == 137)) && outcome="cut at its time limit"
-    ((rc != 0 && rc != 124 && rc != 130 && rc != 137)) && outcome="failed (exit $rc)"
-    log "part $name: $outcome after $((SECONDS - t0))s"
-    PARTS+=("$name: $outcome ($((SECONDS - t0)) s)")
-    return 0
-}
-
-# limited COMMAND...: COMMAND until the part's deadline; SIGINT first (hgbench then keeps its
-# finished cells and exits with 130), SIGKILL 20 s later.
-limited() {
-    local left=$((PART_DEADLINE - SECONDS))
-    ((left < 1)) && return 124
-    timeout --signal=INT --kill-after=20 "$left" "$@"
-}
-
-# the machine, and whether hgbench imports, in one interpreter start (each imports torch)
-environment() {
-    log "data: $LABEL from $PACK_DIR; report: $REPORT; smoke: $SMOKE"
-    if command -v nvidia-smi >/dev/null; then nvidia-smi; nvidia-smi -L; fi
-    limited "$PYTHON" - <<'PY'
-import platform, sys
-import numpy, torch, torchvision
-print("python", sys.version.split()[0], platform.platform())
-print("torch", torch.__version__, "torchvision", torchvision.__version__, "numpy", numpy.__version__)
-print("cuda", torch.version.cuda, "available", torch.cuda.is_available(),
-      torch.cuda.get_device_name() if torch.cuda.is_available() else "")
-import hgbench.tasks.cifar10  # noqa: F401 (exit status 1 where hgbench is not importable)
-PY
-}
-
-# hgbench importable: already installed, else pip without network (setuptools is there), else a
-# package folder of links (hgbench.methods and hgbench.tasks are the top-level methods/, tasks/).
-# Python runs from $WORK, so the checkout's own hgbench/ folder never shadows the package.
-make_importable() {
-    if limited "$PYTHON" -m pip install --no-deps --no-build-isolation --no-index -q -e "$REPO"; then
-        limited "$PYTHON" -c "import hgbench.tasks.cifar10" && return 0
-    fi
-    log "pip install failed: importing hgbench through a folder of links instead"
-    local site="$WORK/site"
-    mkdir -p "$site/hgbench"
-    ln -sf "$REPO"/hgbench/* "$site/hgbench/"
-    ln -sfn "$REPO/methods" "$site/hgbench/methods"
-    ln -sfn "$REPO/tasks" "$site/hgbench/tasks"
-    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-    limited "$PYTHON" -c "import hgbench.tasks.cifar10"
-}
+LOG_TAG=gpu_reference
+# log, part, limited, environment, make_importable, carried_wheels: shared with gpu_session.sh
+# shellcheck source=benchmarks/gpu_lib.sh
+source "$REPO/benchmarks/gpu_lib.sh"
 
 setup() {
+    log "data: $LABEL from $PACK_DIR; report: $REPORT; smoke: $SMOKE"
+    carried_wheels || log "the carried wheels did not install"
     environment || make_importable || return 1
     # the python layout: six files, decoded once (~5 s), instead of 60,000 image files
     if [[ -f "$PACK_DIR/cifar10_slice.npz" ]]; then

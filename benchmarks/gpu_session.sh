@@ -5,10 +5,10 @@
 #
 # PACK_DIR (default .cifar, git-ignored) holds a slice of the shared CIFAR-10 JPEG pack with the
 # images the CIFAR cells use (the whole 56 MB pack and the checkout do not fit the 64 MiB a lent
-# machine takes; tasks/cifar10_slice.py), the same slice as gpu_reference.sh's, made here by
-#   python -m hgbench.tasks.cifar10_slice make ../shared/data/cifar10-jpeg/cifar10_jpeg_q75.npz \
-#       .cifar --tasks 'cifar10_1k_*' --seeds 0,1,2
-# (11.9 MiB), or the whole pack (cifar10_jpeg_q75.npz and its unpack.py) where size allows.
+# machine takes; benchmarks/cifar_slice_pack.py), the same slice as gpu_reference.sh's, made by
+#   python benchmarks/cifar_slice_pack.py make ../shared/data/cifar10-jpeg/cifar10_jpeg_q75.npz \
+#       .cifar --tasks 'cifar10_1k_*,lila_cifar10_*_1k_*' --seeds 0,1,2
+# (11.5 MiB), or the whole pack (cifar10_jpeg_q75.npz and its unpack.py) where size allows.
 # Packages the GPU image lacks may be carried as wheels in .whl/ (git-ignored). Parts, each
 # under its own deadline inside TOTAL_S:
 #   setup    the machine (nvidia-smi, versions), hgbench importable without network, the pack
@@ -40,7 +40,7 @@ if [[ "$SMOKE" == 1 ]]; then
     TASK="${TASK:-digits_mlp}" GRAPH_TASKS=digits_mlp MPS_LEVEL="${MPS_LEVEL:-}"
     PACK_DIR=""
 else
-    DEVICE="${DEVICE:-cuda}" TOTAL_S="${TOTAL_S:-530}" LEVELS="${LEVELS:-1,2,4,8,12}" EPOCHS="${EPOCHS:-100}"
+    DEVICE="${DEVICE:-cuda}" TOTAL_S="${TOTAL_S:-510}" LEVELS="${LEVELS:-1,2,4,8,12}" EPOCHS="${EPOCHS:-100}"
     TASK="${TASK:-cifar10_1k_none}" MPS_LEVEL="${MPS_LEVEL:-4}"
     GRAPH_TASKS=cifar10_1k_none,cifar10_1k_flipcrop,digits_mlp,digits_cnn
     PACK_DIR="$(cd "${1:-.cifar}" 2>/dev/null && pwd)" || { echo "no pack folder ${1:-.cifar}" >&2; exit 2; }
@@ -58,8 +58,8 @@ setup() {
     environment || make_importable || return 1
     [[ -z "$PACK_DIR" ]] && return 0
     if [[ -f "$PACK_DIR/cifar10_slice.npz" ]]; then
-        limited "$PYTHON" -m hgbench.tasks.cifar10_slice unpack "$PACK_DIR/cifar10_slice.npz" \
-            "$WORK/cifar10"
+        limited "$PYTHON" "$REPO/benchmarks/cifar_slice_pack.py" unpack \
+            "$PACK_DIR/cifar10_slice.npz" "$WORK/cifar10"
     else
         limited "$PYTHON" "$PACK_DIR/unpack.py" "$WORK/cifar10" --layout cifar-python
     fi

@@ -40,7 +40,7 @@ def test_the_smoke_session_runs_every_part_and_packs_its_tables(tmp_path: Path) 
     assert found["table"][0]["slowdown_median"] == 1.0
 
 
-SLICE_MIB = 11.9  # docs/gpu.md's slice (cifar10_1k_*, seeds 0-2, the whole test set)
+SLICE_MIB = 11.5  # docs/gpu.md's slice (the 1k tasks, seeds 0-2, every test image)
 CARRY_LIMIT_MIB = 64  # what a lent GPU machine takes: the checkout's files and the carried paths
 
 
