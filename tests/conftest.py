@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -56,6 +57,13 @@ def hgbench_command(*argv: str | Path) -> list[str]:
     return [sys.executable, "-m", "hgbench", *(str(a) for a in argv)]
 
 
+def interruptible() -> None:
+    """A child's SIGINT back to its default (Popen's preexec_fn), so the tests that press Ctrl-C
+    reach hgbench's handler even where pytest itself runs with SIGINT ignored (started in the
+    background: `cmd &` in a script, nohup), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def cli_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """`cli_process("run", ...)` starts `python -m hgbench ...` (cwd: a temporary folder) and
@@ -72,6 +80,7 @@ def cli_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=interruptible,
         )
         started.append(proc)
         return proc

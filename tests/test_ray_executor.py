@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import hgbench_command
+from conftest import hgbench_command, interruptible
 
 from hgbench.contracts.method import METHODS
 from hgbench.engine.store import RESULTS_FILE, ResultStore, read_rows
@@ -167,6 +167,7 @@ def test_interrupted_ray_run_exits_130_and_resumes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         deadline = time.monotonic() + 120
