@@ -98,20 +98,19 @@ ROUNDS="${ROUNDS:-5}"
 DEVICE="${DEVICE:-cuda}"  # cpu: a smoke test of this script without a GPU
 WORK="$(mktemp -d)"
 exec > >(tee -a "$LOG") 2>&1
-log() { echo "[gpu_peers $(date -u +%H:%M:%S) +${SECONDS}s] $*"; }
-limited() {  # a command under what is left of TOTAL_S (SIGINT first, so Python prints its rows)
-    local left=$((TOTAL_S - SECONDS - 10))
-    ((left < 1)) && return 124
-    timeout --signal=INT --kill-after=15 "$left" "$@"
-}
+# log, limited (SIGINT first, so Python prints its rows) and make_importable: gpu_lib.sh's, with
+# one deadline for the whole run
+START=$SECONDS LOG_TAG=gpu_peers PART_DEADLINE=$((SECONDS + TOTAL_S - 10))
+# shellcheck source=benchmarks/gpu_lib.sh
+source "$REPO/benchmarks/gpu_lib.sh"
 
 log "machine"
 if command -v nvidia-smi >/dev/null; then nvidia-smi -L; fi
 [[ -d .wheels ]] || { log "no .wheels/ (carry it; bash benchmarks/gpu_peers.sh --fetch here)"; exit 2; }
 install_into "$WORK/site" || { log "offline install of the peers failed"; exit 1; }
 export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
-"$PYTHON" -m pip install --no-deps --no-build-isolation --no-index -q -e "$REPO" ||
-    log "pip install -e failed: hgbench may not import"
+cd "$WORK" || exit 2  # Python from here: the checkout's own hgbench/ folder shadows nothing
+make_importable || log "hgbench did not import after pip install -e nor through links"
 "$PYTHON" - <<PY || { log "the peers or hgbench do not import"; exit 1; }
 import sys, torch
 $IMPORTS
@@ -124,14 +123,14 @@ RAW="$OUT/peers_cuda.txt"
 export PYTHONUNBUFFERED=1
 { date; uptime || cat /proc/loadavg; } >"$RAW"
 log "pass 1: unroll, ift over $MODELS"
-limited "$PYTHON" benchmarks/peers.py --device "$DEVICE" --models "$MODELS" --parts unroll,ift \
+limited "$PYTHON" "$REPO/benchmarks/peers.py" --device "$DEVICE" --models "$MODELS" --parts unroll,ift \
     --rounds "$ROUNDS" | tee -a "$RAW"
 log "pass 1 ended with status ${PIPESTATUS[0]}"
 log "pass 2: laplace over $MODELS"
-limited "$PYTHON" benchmarks/peers.py --device "$DEVICE" --models "$MODELS" --parts laplace \
+limited "$PYTHON" "$REPO/benchmarks/peers.py" --device "$DEVICE" --models "$MODELS" --parts laplace \
     --rounds "$ROUNDS" | tee -a "$RAW"
 log "pass 2 ended with status ${PIPESTATUS[0]}"
 { date; uptime || cat /proc/loadavg; } >>"$RAW"
-"$PYTHON" benchmarks/peers_summary.py "$RAW" --out "$OUT/summary.md" || log "no summary"
+"$PYTHON" "$REPO/benchmarks/peers_summary.py" "$RAW" --out "$OUT/summary.md" || log "no summary"
 log "done"
 sleep 1  # tee (the log) drains before the call returns
